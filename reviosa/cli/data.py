@@ -1,0 +1,55 @@
+"""``reviosa data ...``: dataset generation, validation, statistics and clip extraction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+data_app = typer.Typer(help="InterRVOS datasets: validate, inspect, extract clips.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the ``data`` verb group."""
+    app.add_typer(data_app, name="data")
+
+
+@data_app.command("validate")
+def validate(split: Path = typer.Argument(..., help="Split folder with meta_expressions.json"),
+             no_frames: bool = typer.Option(False, "--no-frames", help="Skip checking that frame files exist")) -> None:
+    """Load a split and check every reference, mask size and frame file."""
+    from reviosa.data.format import DatasetError, InterRVOSDataset
+
+    try:
+        ds = InterRVOSDataset.load(split, check_frames=not no_frames)
+    except DatasetError as err:
+        typer.secho(f"invalid: {err}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    stats = ds.stats()
+    typer.echo(f"ok: {stats['videos']} videos, {stats['expressions']} expressions")
+
+
+@data_app.command("stats")
+def stats(split: Path = typer.Argument(..., help="Split folder")) -> None:
+    """Print counts of videos, frames, objects and expressions per type."""
+    from reviosa.data.format import InterRVOSDataset
+
+    for k, v in InterRVOSDataset.load(split, check_frames=False).stats().items():
+        typer.echo(f"{k:28s} {v}")
+
+
+@data_app.command("extract-clips")
+def extract_clips(video: list[Path] = typer.Argument(..., help="Source video files"),
+                  out: Path = typer.Option(..., "--out", help="Folder for <name>_bNNN/<frame>.jpg clips"),
+                  bin_frames: int = typer.Option(1000, help="Bin length in frames"),
+                  clip_frames: int = typer.Option(500, help="Frames kept from the start of each bin"),
+                  bins: str = typer.Option("first_last", help="'first_last' (paper) or 'all'"),
+                  min_clip_frames: int = typer.Option(1, help="Drop clips shorter than this")) -> None:
+    """Cut clips from long videos as the paper's Appendix D.3 (resumable)."""
+    from reviosa.data.clips import ClipConfig
+    from reviosa.data.clips import extract_clips as run
+
+    cfg = ClipConfig(bin_frames=bin_frames, clip_frames=clip_frames, bins=bins, min_clip_frames=min_clip_frames)
+    for v in video:
+        for name, frames in run(v, out, cfg).items():
+            typer.echo(f"{name}: {len(frames)} frames")

@@ -1,0 +1,451 @@
+"""The InterRVOS dataset format: a MeViS-compatible split with actor/target roles beside it.
+
+A split directory holds::
+
+    meta_expressions.json   {"videos": {vid: {"frames": [...], "expressions": {exp_id: {...}}, ...}}}
+    mask_dict.json          {str(anno_id): [RLE | null per frame]}
+    JPEGImages/<vid>/<frame>.jpg     (or a video file named by the video's "video_file")
+    scene_graph.json        optional, ground truth of the synthetic world
+
+MeViS fields (``exp``, ``obj_id``, ``anno_id``, ``frames``) keep their meaning: ``anno_id`` lists the
+objects a plain RVOS model must segment (the actor side). InterRVOS adds, per expression, ``type``
+(``single`` | ``multi`` | ``interaction``), ``direction`` (``unidirectional`` | ``bidirectional``) and
+``target_obj_id`` / ``target_anno_id``; per video, ``objects`` (obj_id -> anno_id, category) and the
+frame size. MeViS data, which has none of these, loads unchanged with every expression typed from its
+object count.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reviosa.data.atomic import atomic_write_text
+from reviosa.data.rle import RLE, decode_rle
+
+META_FILE = "meta_expressions.json"
+MASK_FILE = "mask_dict.json"
+FRAMES_DIR = "JPEGImages"
+SCENE_GRAPH_FILE = "scene_graph.json"
+
+
+class DatasetError(ValueError):
+    """A dataset file is malformed; the message names the file, the video and the field."""
+
+    def __init__(self, file: str | os.PathLike, message: str, *, video: str | None = None,
+                 field: str | None = None):
+        self.file, self.video, self.field, self.reason = str(file), video, field, message
+        where = [self.file]
+        if video is not None:
+            where.append(f"video {video!r}")
+        if field is not None:
+            where.append(f"field {field!r}")
+        super().__init__(f"{': '.join([', '.join(where), message])}")
+
+
+class ExpressionType(str, enum.Enum):
+    """Kinds of referring expression."""
+
+    SINGLE = "single"
+    MULTI = "multi"
+    INTERACTION = "interaction"
+
+
+class Direction(str, enum.Enum):
+    """Interaction directionality: roles exist only for unidirectional interactions."""
+
+    UNIDIRECTIONAL = "unidirectional"
+    BIDIRECTIONAL = "bidirectional"
+
+
+@dataclass
+class ObjectInfo:
+    """One object of a video: its mask-track key in ``mask_dict.json`` and optional labels."""
+
+    obj_id: int
+    anno_id: int
+    category: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Expression:
+    """A referring expression; interaction expressions carry separate actor and target objects."""
+
+    exp_id: str
+    text: str
+    obj_ids: list[int]
+    anno_ids: list[int]
+    type: ExpressionType = ExpressionType.SINGLE
+    direction: Direction | None = None
+    target_obj_ids: list[int] = field(default_factory=list)
+    target_anno_ids: list[int] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_target(self) -> bool:
+        """True for role-annotated (unidirectional) interaction expressions."""
+        return bool(self.target_anno_ids)
+
+    def to_json(self) -> dict[str, Any]:
+        """MeViS fields first, InterRVOS fields beside them."""
+        out: dict[str, Any] = {"exp": self.text, "obj_id": list(self.obj_ids), "anno_id": list(self.anno_ids),
+                               "type": self.type.value}
+        if self.direction is not None:
+            out["direction"] = self.direction.value
+        if self.type is ExpressionType.INTERACTION or self.target_anno_ids:
+            out["target_obj_id"] = list(self.target_obj_ids)
+            out["target_anno_id"] = list(self.target_anno_ids)
+        out.update(self.extra)
+        return out
+
+
+@dataclass
+class Video:
+    """One video: its ordered frame names, objects and expressions."""
+
+    name: str
+    frames: list[str]
+    expressions: dict[str, Expression] = field(default_factory=dict)
+    objects: dict[int, ObjectInfo] = field(default_factory=dict)
+    height: int | None = None
+    width: int | None = None
+    video_file: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frames)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"frames": list(self.frames),
+                               "expressions": {k: e.to_json() for k, e in self.expressions.items()}}
+        if self.objects:
+            out["objects"] = {str(o.obj_id): {"anno_id": o.anno_id, "category": o.category, **o.attributes}
+                              for o in self.objects.values()}
+        if self.height is not None:
+            out["height"], out["width"] = self.height, self.width
+        if self.video_file is not None:
+            out["video_file"] = self.video_file
+        out.update(self.extra)
+        return out
+
+
+@dataclass
+class InterRVOSDataset:
+    """A loaded split: videos, their expressions and the mask tracks keyed by ``anno_id``."""
+
+    root: Path
+    videos: dict[str, Video]
+    mask_dict: dict[int, list[RLE | None]]
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, root: str | os.PathLike, *, check_frames: bool = True) -> "InterRVOSDataset":
+        """Load and validate a split directory; raise :class:`DatasetError` on the first problem."""
+        root = Path(root)
+        meta_path, mask_path = root / META_FILE, root / MASK_FILE
+        meta = _read_json(meta_path)
+        masks_raw = _read_json(mask_path) if mask_path.exists() else {}
+        if not isinstance(meta, dict) or not isinstance(meta.get("videos"), dict):
+            raise DatasetError(meta_path, "top level must be an object with a 'videos' object", field="videos")
+        if not isinstance(masks_raw, dict):
+            raise DatasetError(mask_path, "top level must be an object {anno_id: [RLE|null, ...]}")
+        mask_dict: dict[int, list[RLE | None]] = {}
+        for key, track in masks_raw.items():
+            try:
+                anno = int(key)
+            except ValueError:
+                raise DatasetError(mask_path, f"anno_id key {key!r} is not an integer", field=key) from None
+            if anno in mask_dict:
+                raise DatasetError(mask_path, f"duplicate anno_id {anno} (keys {key!r} and another)", field=key)
+            if not isinstance(track, list):
+                raise DatasetError(mask_path, "mask track must be a list of RLE or null per frame", field=key)
+            mask_dict[anno] = track
+        videos = {name: _parse_video(meta_path, name, v) for name, v in meta["videos"].items()}
+        ds = cls(root=root, videos=videos, mask_dict=mask_dict)
+        ds.validate(check_frames=check_frames)
+        return ds
+
+    def validate(self, *, check_frames: bool = True) -> None:
+        """Check cross-references, mask sizes and frame files; raise :class:`DatasetError` if wrong."""
+        meta_path, mask_path = self.root / META_FILE, self.root / MASK_FILE
+        owner: dict[int, str] = {}
+        for vid, video in self.videos.items():
+            anno_of_obj = {o.obj_id: o.anno_id for o in video.objects.values()}
+            for obj in video.objects.values():
+                if obj.anno_id in owner:
+                    raise DatasetError(meta_path, f"anno_id {obj.anno_id} is used by two objects "
+                                       f"(also in video {owner[obj.anno_id]!r})", video=vid,
+                                       field=f"objects.{obj.obj_id}.anno_id")
+                owner[obj.anno_id] = vid
+            video_annos: set[int] = set()
+            for exp in video.expressions.values():
+                for role, obj_ids, anno_ids in (("", exp.obj_ids, exp.anno_ids),
+                                                ("target_", exp.target_obj_ids, exp.target_anno_ids)):
+                    f = f"expressions.{exp.exp_id}.{role}"
+                    _check_unique(meta_path, vid, f + "obj_id", obj_ids)
+                    _check_unique(meta_path, vid, f + "anno_id", anno_ids)
+                    if len(obj_ids) != len(anno_ids):
+                        raise DatasetError(meta_path, f"{len(obj_ids)} obj_id but {len(anno_ids)} anno_id",
+                                           video=vid, field=f + "anno_id")
+                    for o, a in zip(obj_ids, anno_ids):
+                        if anno_of_obj and o not in anno_of_obj:
+                            raise DatasetError(meta_path, f"unknown object id {o}", video=vid, field=f + "obj_id")
+                        if anno_of_obj and anno_of_obj[o] != a:
+                            raise DatasetError(meta_path, f"obj_id {o} has anno_id {anno_of_obj[o]}, not {a}",
+                                               video=vid, field=f + "anno_id")
+                        if self.mask_dict and a not in self.mask_dict:
+                            raise DatasetError(meta_path, f"unknown anno_id {a}: no mask track in {MASK_FILE}",
+                                               video=vid, field=f + "anno_id")
+                        video_annos.add(a)
+                overlap = set(exp.anno_ids) & set(exp.target_anno_ids)
+                if overlap:
+                    raise DatasetError(meta_path, f"objects {sorted(overlap)} are both actor and target",
+                                       video=vid, field=f"expressions.{exp.exp_id}.target_anno_id")
+            for a in sorted(video_annos | {o.anno_id for o in video.objects.values()}):
+                if a in self.mask_dict:
+                    self._check_track(mask_path, video, a)
+            if check_frames:
+                self._check_frames(video)
+
+    def _check_track(self, mask_path: Path, video: Video, anno: int) -> None:
+        track = self.mask_dict[anno]
+        if len(track) != video.num_frames:
+            raise DatasetError(mask_path, f"mask track has {len(track)} entries but the video has "
+                               f"{video.num_frames} frames", video=video.name, field=str(anno))
+        for t, rle in enumerate(track):
+            if rle is None:
+                continue
+            if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
+                raise DatasetError(mask_path, f"frame {t}: expected RLE {{size, counts}} or null",
+                                   video=video.name, field=str(anno))
+            size = list(rle["size"])
+            if video.height is None:
+                video.height, video.width = int(size[0]), int(size[1])
+            elif size != [video.height, video.width]:
+                raise DatasetError(mask_path, f"frame {t} ({video.frames[t]}): RLE size {size} does not match "
+                                   f"the video size [{video.height}, {video.width}]", video=video.name,
+                                   field=str(anno))
+            try:
+                decode_rle(rle) if t == 0 or t == len(track) - 1 else None
+            except Exception as err:  # pycocotools raises bare ValueError/TypeError on corrupt counts
+                raise DatasetError(mask_path, f"frame {t}: RLE does not decode ({err})", video=video.name,
+                                   field=str(anno)) from None
+
+    def _check_frames(self, video: Video) -> None:
+        if video.video_file is not None:
+            path = self.root / video.video_file
+            if not path.exists():
+                raise DatasetError(self.root / META_FILE, f"video file {path} does not exist", video=video.name,
+                                   field="video_file")
+            return
+        folder = self.root / FRAMES_DIR / video.name
+        if not folder.is_dir():
+            raise DatasetError(folder, "frame folder is missing", video=video.name, field="frames")
+        present = {p.stem for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")}
+        missing = [f for f in video.frames if f not in present]
+        if missing:
+            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise DatasetError(folder, f"{len(missing)} listed frame(s) missing: {shown}", video=video.name,
+                               field="frames")
+
+    # ------------------------------------------------------------------ access
+    def iter_expressions(self) -> Iterator[tuple[Video, Expression]]:
+        """Every (video, expression) pair in file order."""
+        for video in self.videos.values():
+            for exp in video.expressions.values():
+                yield video, exp
+
+    def union_masks(self, video: Video, anno_ids: list[int]) -> np.ndarray:
+        """The (T, H, W) bool union of the given objects' tracks; absent frames are empty."""
+        h, w = self.frame_size(video)
+        out = np.zeros((video.num_frames, h, w), dtype=bool)
+        for a in anno_ids:
+            for t, rle in enumerate(self.mask_dict[a]):
+                if rle is not None:
+                    out[t] |= decode_rle(rle)
+        return out
+
+    def object_masks(self, video: Video, obj_id: int) -> np.ndarray:
+        """The (T, H, W) bool mask track of one object."""
+        return self.union_masks(video, [video.objects[obj_id].anno_id])
+
+    def frame_size(self, video: Video) -> tuple[int, int]:
+        """(H, W) of a video, from the metadata, its masks, or its first frame."""
+        if video.height is None:
+            for anno in {a for e in video.expressions.values() for a in e.anno_ids + e.target_anno_ids}:
+                first = next((r for r in self.mask_dict.get(anno, []) if r is not None), None)
+                if first is not None:
+                    video.height, video.width = map(int, first["size"])
+                    break
+            else:
+                from reviosa.data.video import read_frame
+                h, w = read_frame(self, video, 0).shape[:2]
+                video.height, video.width = h, w
+        return int(video.height), int(video.width)
+
+    def frame_path(self, video: Video, frame: str) -> Path:
+        """Path of one JPEG frame of a frame-folder video."""
+        return self.root / FRAMES_DIR / video.name / f"{frame}.jpg"
+
+    def stats(self) -> dict[str, int]:
+        """Counts of videos, frames, objects and expressions per type."""
+        out = {"videos": len(self.videos), "frames": sum(v.num_frames for v in self.videos.values()),
+               "objects": len(self.mask_dict), "expressions": 0}
+        for t in ExpressionType:
+            out[f"expressions_{t.value}"] = 0
+        out["expressions_with_target"] = 0
+        for _, e in self.iter_expressions():
+            out["expressions"] += 1
+            out[f"expressions_{e.type.value}"] += 1
+            out["expressions_with_target"] += int(e.has_target)
+        return out
+
+    # ------------------------------------------------------------------ writing
+    def save(self, root: str | os.PathLike | None = None) -> Path:
+        """Write the two JSON files atomically (frames are written by their producers)."""
+        root = Path(root) if root is not None else self.root
+        root.mkdir(parents=True, exist_ok=True)
+        meta = {"videos": {name: v.to_json() for name, v in self.videos.items()}}
+        masks = {str(a): track for a, track in sorted(self.mask_dict.items())}
+        # Masks first: a meta file that exists always points at masks that exist.
+        atomic_write_text(root / MASK_FILE, json.dumps(masks, separators=(",", ":")))
+        atomic_write_text(root / META_FILE, json.dumps(meta, indent=1))
+        return root
+
+
+# ---------------------------------------------------------------------- parsing helpers
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _read_json(path: Path) -> Any:
+    if not path.exists():
+        raise DatasetError(path, "file does not exist")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh, object_pairs_hook=_reject_duplicate_keys)
+    except _DuplicateKey as dup:
+        raise DatasetError(path, f"duplicate key {dup.args[0]!r} (JSON would silently keep only the last)",
+                           field=dup.args[0]) from None
+    except json.JSONDecodeError as err:
+        raise DatasetError(path, f"not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+
+
+def _check_unique(path: Path, vid: str, field_name: str, values: list[int]) -> None:
+    seen = set()
+    for v in values:
+        if v in seen:
+            raise DatasetError(path, f"duplicate id {v}", video=vid, field=field_name)
+        seen.add(v)
+
+
+def _int_list(path: Path, vid: str, field_name: str, value: Any) -> list[int]:
+    if value is None:
+        return []
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [value]  # Ref-YouTube-VOS style single obj_id
+    if not isinstance(value, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in value):
+        raise DatasetError(path, f"expected a list of integers, got {value!r}", video=vid, field=field_name)
+    return list(value)
+
+
+_EXP_KEYS = {"exp", "obj_id", "anno_id", "type", "direction", "target_obj_id", "target_anno_id"}
+_VIDEO_KEYS = {"frames", "expressions", "objects", "height", "width", "video_file"}
+
+
+def _parse_video(path: Path, vid: str, raw: Any) -> Video:
+    if not isinstance(raw, dict):
+        raise DatasetError(path, "video entry must be an object", video=vid)
+    frames = raw.get("frames")
+    if not isinstance(frames, list) or not all(isinstance(f, str) for f in frames):
+        raise DatasetError(path, "'frames' must be a list of frame names", video=vid, field="frames")
+    if len(set(frames)) != len(frames):
+        dup = next(f for i, f in enumerate(frames) if f in frames[:i])
+        raise DatasetError(path, f"duplicate frame name {dup!r}", video=vid, field="frames")
+    # Frames are used in sorted order (as the MeViS tooling does); mask lists index that order.
+    if frames != sorted(frames):
+        raise DatasetError(path, "frame names must be listed in sorted order", video=vid, field="frames")
+    objects: dict[int, ObjectInfo] = {}
+    for key, o in (raw.get("objects") or {}).items():
+        try:
+            oid = int(key)
+        except ValueError:
+            raise DatasetError(path, f"object id {key!r} is not an integer", video=vid, field="objects") from None
+        if oid in objects:
+            raise DatasetError(path, f"duplicate object id {oid}", video=vid, field="objects")
+        if not isinstance(o, dict) or not isinstance(o.get("anno_id"), int):
+            raise DatasetError(path, "object needs an integer 'anno_id'", video=vid, field=f"objects.{key}")
+        attrs = {k: v for k, v in o.items() if k not in ("anno_id", "category")}
+        objects[oid] = ObjectInfo(oid, o["anno_id"], o.get("category"), attrs)
+    exps_raw = raw.get("expressions")
+    if not isinstance(exps_raw, dict):
+        raise DatasetError(path, "'expressions' must be an object", video=vid, field="expressions")
+    expressions = {str(k): _parse_expression(path, vid, str(k), e) for k, e in exps_raw.items()}
+    h, w = raw.get("height"), raw.get("width")
+    if (h is None) != (w is None) or (h is not None and not (isinstance(h, int) and isinstance(w, int)
+                                                             and h > 0 and w > 0)):
+        raise DatasetError(path, f"height/width must both be positive integers, got {h!r}/{w!r}", video=vid,
+                           field="height")
+    extra = {k: v for k, v in raw.items() if k not in _VIDEO_KEYS}
+    return Video(vid, frames, expressions, objects, h, w, raw.get("video_file"), extra)
+
+
+def _parse_expression(path: Path, vid: str, exp_id: str, raw: Any) -> Expression:
+    f = f"expressions.{exp_id}"
+    if not isinstance(raw, dict):
+        raise DatasetError(path, "expression must be an object", video=vid, field=f)
+    text = raw.get("exp")
+    if not isinstance(text, str) or not text.strip():
+        raise DatasetError(path, "'exp' must be a non-empty string", video=vid, field=f + ".exp")
+    obj_ids = _int_list(path, vid, f + ".obj_id", raw.get("obj_id"))
+    if "anno_id" not in raw:
+        raise DatasetError(path, "missing 'anno_id' (the mask_dict keys of the referred objects)", video=vid,
+                           field=f + ".anno_id")
+    anno_ids = _int_list(path, vid, f + ".anno_id", raw["anno_id"])
+    t_obj = _int_list(path, vid, f + ".target_obj_id", raw.get("target_obj_id"))
+    t_anno = _int_list(path, vid, f + ".target_anno_id", raw.get("target_anno_id"))
+    try:
+        kind = ExpressionType(raw["type"]) if "type" in raw else (
+            ExpressionType.INTERACTION if t_anno else
+            ExpressionType.MULTI if len(anno_ids) > 1 else ExpressionType.SINGLE)
+    except ValueError:
+        raise DatasetError(path, f"unknown type {raw['type']!r} (single, multi, interaction)", video=vid,
+                           field=f + ".type") from None
+    direction = None
+    if raw.get("direction") is not None:
+        try:
+            direction = Direction(raw["direction"])
+        except ValueError:
+            raise DatasetError(path, f"unknown direction {raw['direction']!r} (unidirectional, bidirectional)",
+                               video=vid, field=f + ".direction") from None
+    if kind is ExpressionType.INTERACTION:
+        direction = direction or (Direction.UNIDIRECTIONAL if t_anno else Direction.BIDIRECTIONAL)
+        if direction is Direction.UNIDIRECTIONAL and not t_anno:
+            raise DatasetError(path, "a unidirectional interaction needs target_anno_id", video=vid,
+                               field=f + ".target_anno_id")
+        if direction is Direction.BIDIRECTIONAL and t_anno:
+            raise DatasetError(path, "a bidirectional interaction has no roles: put both objects in anno_id",
+                               video=vid, field=f + ".target_anno_id")
+    elif t_anno:
+        raise DatasetError(path, f"only interaction expressions have a target (type is {kind.value!r})",
+                           video=vid, field=f + ".target_anno_id")
+    extra = {k: v for k, v in raw.items() if k not in _EXP_KEYS}
+    return Expression(exp_id, text, obj_ids, anno_ids, kind, direction, t_obj, t_anno, extra)

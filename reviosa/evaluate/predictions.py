@@ -1,0 +1,59 @@
+"""The prediction layout the evaluator reads and every predictor writes.
+
+``<pred_dir>/<video>/<exp_id>/actor/<frame>.png`` and, for expressions with a target,
+``<pred_dir>/<video>/<exp_id>/target/<frame>.png``: plain 8-bit single-channel PNGs, 0 = background,
+any non-zero value = foreground (we write 0/255), at the video's original resolution, one file per frame
+named as in ``meta_expressions.json``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from reviosa.data.atomic import atomic_write_bytes
+
+ROLES = ("actor", "target")
+
+
+def role_dir(pred_dir: str | os.PathLike, video: str, exp_id: str, role: str) -> Path:
+    """Folder of one role's masks for one expression."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    return Path(pred_dir) / video / exp_id / role
+
+
+def write_mask_png(path: str | os.PathLike, mask: np.ndarray) -> None:
+    """Write one (H, W) mask as an 8-bit 0/255 PNG, atomically."""
+    if mask.ndim != 2:
+        raise ValueError(f"a mask frame must be 2-D (H, W), got shape {mask.shape}")
+    buf = io.BytesIO()
+    Image.fromarray(np.where(mask != 0, 255, 0).astype(np.uint8), mode="L").save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_track(pred_dir: str | os.PathLike, video: str, exp_id: str, role: str, frames: list[str],
+                masks: np.ndarray) -> None:
+    """Write a (T, H, W) mask track for one role of one expression."""
+    if masks.ndim != 3 or masks.shape[0] != len(frames):
+        raise ValueError(f"expected ({len(frames)}, H, W) masks for {video}/{exp_id}/{role}, got {masks.shape}")
+    folder = role_dir(pred_dir, video, exp_id, role)
+    for name, m in zip(frames, masks):
+        write_mask_png(folder / f"{name}.png", m)
+
+
+def read_mask_png(path: str | os.PathLike) -> np.ndarray:
+    """Read a prediction PNG as a bool (H, W) mask: any non-zero value of the stored sample is foreground.
+
+    Palette PNGs are read by index (not luminance) and RGB PNGs by any non-zero channel, so a mask is never
+    lost to colour conversion.
+    """
+    with Image.open(path) as im:
+        arr = np.asarray(im)
+    if arr.ndim == 3:
+        arr = arr.any(axis=-1)
+    return arr != 0
