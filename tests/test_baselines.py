@@ -9,7 +9,6 @@ import pytest
 from _splits import make_split
 
 from reviosa.baselines.predictors import moving_blobs, run_baseline
-from reviosa.data.format import InterRVOSDataset
 from reviosa.evaluate.predictions import read_mask_png, role_dir
 
 
