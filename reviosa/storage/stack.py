@@ -119,7 +119,8 @@ def down(root: Path | None = None, only: str | None = None) -> list[str]:
         if srv is None or (only and name != only):
             continue
         if srv.alive():
-            stop_seaweed(srv) if name == "s3" else srv.stop()
+            # MLflow (sqlite, artifacts already in S3) has nothing to flush; don't wait out idle keep-alives.
+            stop_seaweed(srv) if name == "s3" else srv.stop(timeout=5.0)
             stopped.append(name)
         del state.servers[name]
     if state.services_dir.exists():

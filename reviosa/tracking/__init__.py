@@ -1,0 +1,1 @@
+"""Experiment tracking with MLflow: the server, run conventions, evaluation logging, the model registry."""

@@ -1,0 +1,60 @@
+"""The MLflow tracking server: sqlite locally, Postgres in the cluster, artifacts proxied to S3."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reviosa.storage.config import StorageConfig
+from reviosa.storage.process import ServerProcess, free_ports, spawn, wait_http
+
+# Environment of every reviosa MLflow server (local process and Kubernetes Deployment alike).
+SERVER_ENV = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",  # mlflow 3.x reports usage unless told not to
+    "DO_NOT_TRACK": "true",
+    # The GenAI job runner starts 7 huey consumer processes (~1.5 GB RSS together); reviosa submits no jobs.
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+}
+
+
+@dataclass(frozen=True)
+class MlflowServerConfig:
+    """Settings of ``mlflow server``; the same fields drive the local process and the Kubernetes manifest."""
+
+    backend_store_uri: str  # sqlite:////abs/mlflow.db locally, postgresql://... in the cluster
+    host: str = "127.0.0.1"
+    port: int = 5000
+    workers: int = 1
+    # In-cluster clients reach the server by its Service name, which MLflow's Host-header check rejects unless
+    # listed here with its port (e.g. "mlflow.mlops.svc.cluster.local:5000").
+    allowed_hosts: list[str] = field(default_factory=list)
+
+    def argv(self, storage: StorageConfig) -> list[str]:
+        """The ``mlflow server`` command line (artifacts served by the server, so clients need no S3 keys)."""
+        argv = ["mlflow", "server", "--backend-store-uri", self.backend_store_uri,
+                "--artifacts-destination", storage.mlflow_artifacts_url, "--serve-artifacts",
+                "--host", self.host, "--port", str(self.port), "--workers", str(self.workers)]
+        if self.allowed_hosts:
+            argv += ["--allowed-hosts", ",".join(self.allowed_hosts)]
+        return argv
+
+
+def start_mlflow(state: Path, storage: StorageConfig, *, port: int = 0, host: str = "127.0.0.1",
+                 allowed_hosts: list[str] | None = None, timeout: float = 120.0) -> ServerProcess:
+    """Start ``mlflow server`` with a sqlite store under ``state`` and wait for ``/health``."""
+    state = Path(state).resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    port = port or free_ports(1, host)[0]
+    cfg = MlflowServerConfig(backend_store_uri=f"sqlite:///{state / 'mlflow.db'}", host=host, port=port,
+                             allowed_hosts=list(allowed_hosts or []))
+    argv = [sys.executable, "-m", *cfg.argv(storage)]
+    env = {**storage.client_env(), **SERVER_ENV}
+    server = spawn("mlflow", argv, log=state / "mlflow.log", url=f"http://{host}:{port}", env=env, cwd=state,
+                   ports={"http": port})
+    try:
+        wait_http(server, "/health", timeout=timeout)
+    except BaseException:
+        server.stop()
+        raise
+    return server
