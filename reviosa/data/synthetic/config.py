@@ -1,0 +1,105 @@
+"""Typed settings of the synthetic world, loaded from YAML (``default.yaml`` ships beside this module)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from reviosa.data.scene_graph import InteractionKind, Motion
+from reviosa.data.synthetic.shapes import COLORS, SHAPES
+
+DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
+SIZE_NAMES = ("small", "medium", "large")
+
+
+class SyntheticConfigError(ValueError):
+    """A synthetic-world config is invalid; the message names the file (if any) and the fields."""
+
+
+class SyntheticConfig(BaseModel):
+    """Everything that shapes a generated split; one object flows from the CLI to the renderer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    frames: int = Field(16, ge=6, le=512, description="frames per video")
+    height: int = Field(128, ge=48, le=2048, description="frame height in pixels")
+    width: int = Field(128, ge=48, le=2048, description="frame width in pixels")
+    min_objects: int = Field(2, ge=2, le=9)
+    max_objects: int = Field(5, ge=2, le=9)
+    shapes: list[str] = Field(default_factory=lambda: list(SHAPES))
+    colors: list[str] = Field(default_factory=lambda: list(COLORS))
+    #: object circumradius as a fraction of min(height, width), per size label
+    sizes: dict[str, float] = Field(default_factory=lambda: {"small": 0.06, "medium": 0.09, "large": 0.13})
+    motions: list[Motion] = Field(default_factory=lambda: list(get_args(Motion)))
+    interaction_kinds: list[InteractionKind] = Field(default_factory=lambda: list(get_args(InteractionKind)))
+    max_interactions: int = Field(2, ge=0, le=4, description="interactions per video at most")
+    interaction_prob: float = Field(0.7, ge=0, le=1, description="chance of each interaction slot being used")
+    shared_motion_prob: float = Field(0.6, ge=0, le=1, description="chance an object reuses a taken motion")
+    exit_prob: float = Field(0.1, ge=0, le=1, description="chance a straight mover leaves the frame")
+    background: str = Field("textured", pattern="^(plain|textured)$")
+    jpeg_quality: int = Field(95, ge=50, le=100)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SyntheticConfig":
+        if self.min_objects > self.max_objects:
+            raise ValueError(f"min_objects ({self.min_objects}) exceeds max_objects ({self.max_objects})")
+        unknown = sorted(set(self.shapes) - set(SHAPES))
+        if unknown or not self.shapes:
+            raise ValueError(f"shapes must be a non-empty subset of {list(SHAPES)}; unknown: {unknown}")
+        unknown = sorted(set(self.colors) - set(COLORS))
+        if unknown or not self.colors:
+            raise ValueError(f"colors must be a non-empty subset of {list(COLORS)}; unknown: {unknown}")
+        if sorted(self.sizes) != sorted(SIZE_NAMES):
+            raise ValueError(f"sizes must give exactly {list(SIZE_NAMES)}, got {sorted(self.sizes)}")
+        radii = [self.sizes[s] for s in SIZE_NAMES]
+        if not (0.02 <= radii[0] < radii[1] < radii[2] <= 0.2):
+            raise ValueError(f"sizes must grow small < medium < large within [0.02, 0.2], got {self.sizes}")
+        if not self.motions:
+            raise ValueError("motions must name at least one individual motion")
+        if self.motions == ["rotating"] and self.shapes == ["circle"]:
+            raise ValueError("a rotating circle looks still: give another motion or shape")
+        if self.max_interactions and not self.interaction_kinds:
+            raise ValueError("interaction_kinds is empty but max_interactions > 0")
+        if len(set(self.shapes)) * len(set(self.colors)) * 3 < self.max_objects:
+            raise ValueError("too few shapes/colors to give every object a distinct appearance")
+        return self
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(H, W)."""
+        return self.height, self.width
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike, **overrides: object) -> "SyntheticConfig":
+        """Load a YAML config (a mapping of the fields above), then apply keyword overrides."""
+        path = Path(path)
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise SyntheticConfigError(f"{path}: cannot read config ({err})") from None
+        if not isinstance(doc, dict):
+            raise SyntheticConfigError(f"{path}: top level must be a mapping of settings, got {type(doc).__name__}")
+        given = {k: v for k, v in overrides.items() if v is not None}
+        source = f"{path} with overrides {given}" if given else str(path)
+        return cls.build({**doc, **given}, source=source)
+
+    @classmethod
+    def build(cls, values: dict, *, source: str = "config") -> "SyntheticConfig":
+        """Validate a mapping, turning pydantic's error into one readable :class:`SyntheticConfigError`."""
+        try:
+            return cls.model_validate(values)
+        except ValidationError as err:
+            lines = []
+            for e in err.errors():
+                where = ".".join(str(p) for p in e["loc"]) or "(config)"
+                lines.append(f"{where}: {e['msg']}")
+            raise SyntheticConfigError(f"{source}: invalid synthetic config: " + "; ".join(lines)) from None
+
+
+def load_config(path: str | os.PathLike | None = None, **overrides: object) -> SyntheticConfig:
+    """The shipped default config, or ``path``, with non-None overrides applied."""
+    return SyntheticConfig.from_yaml(path if path is not None else DEFAULT_CONFIG, **overrides)
