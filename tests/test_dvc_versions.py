@@ -133,3 +133,23 @@ def test_shipped_dvc_setup_has_s3_remote_and_no_secrets() -> None:
     assert not {"access_key_id", "secret_access_key"} & set(remote)
     assert "/config.local" in (REPO_ROOT / ".dvc" / ".gitignore").read_text().split()
     assert "path: data" in (REPO_ROOT / "data.dvc").read_text()
+
+
+def test_shipped_dvc_setup_snapshots_in_a_clone(s3_storage: StorageConfig, tmp_path: Path) -> None:
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{REPO_ROOT}", str(clone)], check=True)
+    for argv in (["config", "user.email", "test@example.com"], ["config", "user.name", "reviosa tests"]):
+        subprocess.run(["git", *argv], cwd=clone, check=True)
+    make_split(clone / "data" / "synthetic")
+    expected = _files(clone / "data")
+    repo = DataRepo(clone, s3_storage)  # endpoint goes to .dvc/config.local, keys stay in the environment
+    ver = repo.snapshot("synthetic split")
+    assert ver.tag == "data-v1" and ver.nfiles == len(expected)
+    assert "secret" not in (clone / ".dvc" / "config.local").read_text()
+    changed = subprocess.run(["git", "show", "--name-only", "--format=", "HEAD"], cwd=clone, capture_output=True,
+                             text=True).stdout.split()
+    assert changed == ["data.dvc"]
+    shutil.rmtree(clone / "data")
+    shutil.rmtree(clone / ".dvc" / "cache")
+    repo.rollback("data-v1")
+    assert _files(clone / "data") == expected

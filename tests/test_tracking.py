@@ -156,3 +156,17 @@ def test_register_model_and_resolve_by_alias(mlflow_server, tmp_path: Path) -> N
         registry.resolve(client, name + "-nope", "champion")
     with pytest.raises(ValueError, match="alias"):
         registry.register(client, name, weights[0][0], alias="production")
+
+
+def test_server_command_for_the_cluster() -> None:
+    from reviosa.tracking.server import SERVER_ENV, MlflowServerConfig
+
+    storage = StorageConfig(endpoint="http://minio.mlops.svc:9000", bucket="mlops")
+    argv = MlflowServerConfig("postgresql://mlflow@postgres:5432/mlflow", host="0.0.0.0",
+                              allowed_hosts=["mlflow.mlops.svc.cluster.local:5000", "mlflow:5000"]).argv(storage)
+    assert argv[:2] == ["mlflow", "server"] and argv[-1] == "--serve-artifacts"
+    flags = dict(zip(argv[2:-1:2], argv[3:-1:2]))
+    assert flags["--allowed-hosts"] == "mlflow.mlops.svc.cluster.local:5000,mlflow:5000"
+    assert flags["--artifacts-destination"] == "s3://mlops/mlflow-artifacts"
+    assert flags["--backend-store-uri"].startswith("postgresql://")
+    assert SERVER_ENV["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"

@@ -9,18 +9,19 @@ import typer
 from reviosa.cli.data import data_app
 
 _CONFIG = typer.Option(None, "--config", help="Storage YAML (default: $REVIOSA_STORAGE_CONFIG or the local stack)")
-_ROOT = typer.Option(Path("."), "--repo", help="Git + DVC repository holding data/ and data.dvc")
+_ROOT = typer.Option(None, "--repo", help="Git + DVC repository holding data/ and data.dvc (default: the one "
+                                           "containing the working directory)")
 
 
 def register(app: typer.Typer) -> None:
     """Commands join the existing ``data`` group (registered by ``reviosa.cli.data``)."""
 
 
-def _repo(root: Path, config: Path | None):
-    from reviosa.storage.config import load_storage_config
+def _repo(root: Path | None, config: Path | None):
+    from reviosa.storage.config import load_storage_config, repo_root
     from reviosa.storage.dataversions import DataRepo
 
-    return DataRepo(root, load_storage_config(config))
+    return DataRepo(root or repo_root(), load_storage_config(config))
 
 
 def _fail(err: Exception) -> None:
@@ -31,7 +32,7 @@ def _fail(err: Exception) -> None:
 @data_app.command("snapshot")
 def snapshot(message: str = typer.Option(..., "--message", "-m", help="What changed in this version"),
              no_validate: bool = typer.Option(False, "--no-validate", help="Skip loading every split first"),
-             repo: Path = _ROOT, config: Path | None = _CONFIG) -> None:
+             repo: Path | None = _ROOT, config: Path | None = _CONFIG) -> None:
     """Version data/: dvc add + push to S3, commit data.dvc, tag data-vN (rerun to resume a failed push)."""
     from reviosa.data.format import DatasetError
     from reviosa.storage.errors import StorageError
@@ -44,7 +45,7 @@ def snapshot(message: str = typer.Option(..., "--message", "-m", help="What chan
 
 
 @data_app.command("list")
-def list_versions(repo: Path = _ROOT, config: Path | None = _CONFIG,
+def list_versions(repo: Path | None = _ROOT, config: Path | None = _CONFIG,
                   no_counts: bool = typer.Option(False, "--no-counts",
                                                  help="Skip reading meta_expressions.json")) -> None:
     """List data-vN versions with dates, file counts and video/expression counts."""
@@ -64,7 +65,7 @@ def list_versions(repo: Path = _ROOT, config: Path | None = _CONFIG,
 
 
 @data_app.command("rollback")
-def rollback(tag: str = typer.Argument(..., help="Version tag, e.g. data-v1"), repo: Path = _ROOT,
+def rollback(tag: str = typer.Argument(..., help="Version tag, e.g. data-v1"), repo: Path | None = _ROOT,
              config: Path | None = _CONFIG) -> None:
     """Restore data/ and data.dvc to a version (pulling from S3 if needed) and verify every checksum."""
     from reviosa.storage.errors import StorageError

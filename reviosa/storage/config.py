@@ -148,15 +148,20 @@ class StorageConfig:
         return yaml.safe_dump({"storage": {k: v for k, v in asdict(self).items() if v is not None}}, sort_keys=False)
 
 
-def state_dir(start: Path | None = None) -> Path:
-    """The local state folder: ``$REVIOSA_STATE_DIR`` or ``.reviosa/`` at the enclosing git/DVC repository root."""
-    if os.environ.get(STATE_DIR_ENV):
-        return Path(os.environ[STATE_DIR_ENV]).resolve()
+def repo_root(start: Path | None = None) -> Path:
+    """The enclosing git/DVC repository root of ``start`` (default: the working directory), else ``start``."""
     here = (start or Path.cwd()).resolve()
     for d in (here, *here.parents):
         if (d / ".git").exists() or (d / ".dvc").is_dir():
-            return d / ".reviosa"
-    return here / ".reviosa"
+            return d
+    return here
+
+
+def state_dir(start: Path | None = None) -> Path:
+    """The local state folder: ``$REVIOSA_STATE_DIR`` or ``.reviosa/`` at the enclosing repository root."""
+    if os.environ.get(STATE_DIR_ENV):
+        return Path(os.environ[STATE_DIR_ENV]).resolve()
+    return repo_root(start) / ".reviosa"
 
 
 def local_config_path(state: Path | None = None) -> Path:

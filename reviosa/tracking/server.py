@@ -33,11 +33,11 @@ class MlflowServerConfig:
     def argv(self, storage: StorageConfig) -> list[str]:
         """The ``mlflow server`` command line (artifacts served by the server, so clients need no S3 keys)."""
         argv = ["mlflow", "server", "--backend-store-uri", self.backend_store_uri,
-                "--artifacts-destination", storage.mlflow_artifacts_url, "--serve-artifacts",
+                "--artifacts-destination", storage.mlflow_artifacts_url,
                 "--host", self.host, "--port", str(self.port), "--workers", str(self.workers)]
         if self.allowed_hosts:
             argv += ["--allowed-hosts", ",".join(self.allowed_hosts)]
-        return argv
+        return argv + ["--serve-artifacts"]
 
 
 def start_mlflow(state: Path, storage: StorageConfig, *, port: int = 0, host: str = "127.0.0.1",
