@@ -1,0 +1,117 @@
+"""``reviosa predict`` and ``reviosa select-heads``: run a ReVIOSa model on a video, pick AML layer/heads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the model commands."""
+    app.command("predict")(predict)
+    app.command("select-heads")(select_heads)
+
+
+def _read_video(path: Path):
+    """(frame names, uint8 (T, H, W, 3)) from a video file or a folder of images."""
+    import numpy as np
+
+    from reviosa.data.video import decode_video, read_image
+
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        if not files:
+            raise typer.BadParameter(f"{path}: no .jpg/.png frames in this folder", param_hint="--video")
+        return [p.stem for p in files], np.stack([read_image(p) for p in files])
+    if not path.is_file():
+        raise typer.BadParameter(f"{path}: no such video file or frame folder", param_hint="--video")
+    frames = list(decode_video(path))
+    if not frames:
+        raise typer.BadParameter(f"{path}: the video has no frames", param_hint="--video")
+    return [f"{i:05d}" for i in range(len(frames))], np.stack(frames)
+
+
+def predict(model: str = typer.Option(..., "--model", help="Checkpoint folder or s3:// URI (save_pretrained)"),
+            video: Path = typer.Option(..., "--video", help="Video file or folder of frames"),
+            expression: str = typer.Option(..., "--expression", help="Referring expression"),
+            out: Path = typer.Option(Path("predictions"), "--out", help="Prediction folder"),
+            exp_id: str = typer.Option("0", "--exp-id", help="Expression id in the prediction layout"),
+            answer: str = typer.Option(None, "--answer", help="Force the reply text instead of generating it"),
+            overlay: str = typer.Option("gif", "--overlay", help="gif | mp4 | none"),
+            device: str = typer.Option("cpu", "--device")) -> None:
+    """Segment the actor (and target) of an expression: masks in the prediction layout plus an overlay."""
+    from reviosa.evaluate.predictions import write_track
+    from reviosa.model.checkpoint import CheckpointError, from_pretrained
+    from reviosa.model.inference import predict_video
+    from reviosa.model.overlay import overlay_frames, write_overlay
+
+    if overlay not in ("gif", "mp4", "none"):
+        raise typer.BadParameter("must be gif, mp4 or none", param_hint="--overlay")
+    names, frames = _read_video(video)
+    try:
+        net = from_pretrained(model, device=device)
+    except CheckpointError as err:
+        raise typer.BadParameter(str(err), param_hint="--model") from None
+    pred = predict_video(net, frames, expression, answer=answer)
+    name = video.stem if video.is_file() else video.name
+    write_track(out, name, exp_id, "actor", names, pred.actor)
+    if pred.target is not None:
+        write_track(out, name, exp_id, "target", names, pred.target)
+    typer.echo(f"answer: {pred.text!r}")
+    typer.echo(f"actor: {int(pred.actor.any(axis=(1, 2)).sum())}/{len(names)} frames with a mask; target: "
+               + ("none" if pred.target is None else f"{int(pred.target.any(axis=(1, 2)).sum())}/{len(names)}"))
+    if overlay != "none":
+        path = write_overlay(out / name / exp_id / f"overlay.{overlay}",
+                             overlay_frames(frames, pred.actor, pred.target))
+        typer.echo(f"overlay: {path}")
+    typer.echo(f"masks: {out / name / exp_id}")
+
+
+def select_heads(data: Path = typer.Option(..., "--data", help="Split folder (InterRVOS/MeViS layout)"),
+                 model: str = typer.Option(None, "--model", help="Checkpoint folder or s3:// URI"),
+                 config: str = typer.Option("tiny", "--config", help="Model config when --model is not given"),
+                 samples: int = typer.Option(16, "--samples", min=1, help="Expressions to measure"),
+                 top_k: int = typer.Option(4, "--top-k", min=1),
+                 out: Path = typer.Option(Path("head_selection"), "--out", help="Folder for the two plots"),
+                 seed: int = typer.Option(0, "--seed")) -> None:
+    """Rank layers by head-averaged [SEG_ACT]→vision attention, pick the top layer's top-k heads, plot both."""
+    import json
+
+    import numpy as np
+    import torch
+
+    from reviosa.data.format import DatasetError, InterRVOSDataset
+    from reviosa.model.batch import collate, random_training_sample
+    from reviosa.model.checkpoint import build_model, from_pretrained
+    from reviosa.model.config import ModelConfig, ModelConfigError
+    from reviosa.model.heads import format_table, save_plots
+    from reviosa.model.heads import select_heads as run_selection
+
+    try:
+        ds = InterRVOSDataset.load(data)
+    except DatasetError as err:
+        raise typer.BadParameter(str(err), param_hint="--data") from None
+    torch.manual_seed(seed)
+    try:
+        net = from_pretrained(model) if model else build_model(ModelConfig.from_yaml(config))
+    except ModelConfigError as err:
+        raise typer.BadParameter(str(err), param_hint="--config") from None
+    rng = np.random.default_rng(seed)
+    videos = [v for v in ds.videos.values() if v.expressions]
+    if not videos:
+        raise typer.BadParameter(f"{data}: no video has expressions", param_hint="--data")
+    pad = net.tokenizer.pad_token_id
+
+    def batches():
+        for i in range(samples):
+            video = videos[int(rng.integers(len(videos)))]
+            yield collate([random_training_sample(net.config, net.tokenizer, ds, video, rng)], pad)
+
+    sel = run_selection(net, batches(), top_k=top_k)
+    typer.echo(format_table(sel))
+    paths = save_plots(sel, out)
+    (out / "selection.json").write_text(json.dumps({"layer": sel.layer, "heads": sel.heads,
+                                                    "aml_heads": [list(p) for p in sel.pairs],
+                                                    "table": sel.table.round(6).tolist()}, indent=1))
+    typer.echo("plots: " + ", ".join(str(p) for p in paths))

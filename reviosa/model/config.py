@@ -1,0 +1,198 @@
+"""Typed ReVIOSa model settings, loaded from YAML (``configs/tiny.yaml``, ``1b.yaml``, ``4b.yaml`` ship here)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+CONFIG_DIR = Path(__file__).with_name("configs")
+
+
+class ModelConfigError(ValueError):
+    """A model config is invalid; the message names the file (if any) and the fields."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VisionConfig(_Strict):
+    """InternViT vision tower (frozen)."""
+
+    hidden_size: int = 1024
+    num_hidden_layers: int = 24
+    num_attention_heads: int = 16
+    intermediate_size: int = 4096
+    image_size: int = Field(448, description="one square tile per frame")
+    patch_size: int = 14
+
+
+class TextConfig(_Strict):
+    """Qwen2 language model (LoRA-adapted)."""
+
+    hidden_size: int = 896
+    num_hidden_layers: int = 24
+    num_attention_heads: int = 14
+    num_key_value_heads: int = 2
+    intermediate_size: int = 4864
+    vocab_size: int = 151674
+    max_position_embeddings: int = 32768
+    rope_theta: float = 1000000.0
+    rms_norm_eps: float = 1e-6
+    tie_word_embeddings: bool = True
+
+
+class MLLMConfig(_Strict):
+    """The InternVL-2.5 half: random architecture from the fields below, or real weights from ``pretrained``."""
+
+    pretrained: str | None = Field(None, description="HF-format InternVL-2.5 folder or s3:// URI; None = random")
+    vision: VisionConfig = VisionConfig()
+    text: TextConfig = TextConfig()
+    downsample_ratio: float = 0.5
+    projector_hidden_act: str = "gelu"
+
+    @property
+    def tokens_per_frame(self) -> int:
+        """Vision tokens per frame after pixel shuffle."""
+        side = self.vision.image_size // self.vision.patch_size
+        return int(side * self.downsample_ratio) ** 2
+
+    @property
+    def grid(self) -> int:
+        """Side of the per-frame vision-token grid."""
+        return int(round(self.tokens_per_frame ** 0.5))
+
+
+class SAM2Config(_Strict):
+    """The SAM2 half (``sam2`` package classes); defaults are ``sam2_hiera_l`` (SAM2 v1 Hiera-L)."""
+
+    checkpoint: str | None = Field(None, description="sam2_hiera_large.pt / .safetensors path or s3:// URI")
+    image_size: int = 1024
+    embed_dim: int = 144
+    num_heads: int = 2
+    stages: list[int] = [2, 6, 36, 4]
+    global_att_blocks: list[int] = [23, 33, 43]
+    window_spec: list[int] = [8, 4, 16, 8]
+    window_pos_embed_bkg_spatial_size: list[int] = [7, 7]
+    d_model: int = 256
+    mem_dim: int = 64
+    num_maskmem: int = 7
+    memory_attention_layers: int = 4
+    memory_attention_ff: int = 2048
+    fuser_layers: int = 2
+
+    @property
+    def low_res(self) -> int:
+        """Side of the decoder's low-resolution mask logits."""
+        return self.image_size // 4
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SAM2Config":
+        if self.image_size % 16:
+            raise ValueError(f"image_size must be a multiple of 16, got {self.image_size}")
+        if self.d_model % 16 or self.d_model % self.mem_dim:
+            raise ValueError(f"d_model ({self.d_model}) must divide by 16 and by mem_dim ({self.mem_dim})")
+        if len(self.stages) != 4 or len(self.window_spec) != 4:
+            raise ValueError("stages and window_spec must have 4 entries (Hiera stages)")
+        if (self.image_size // 4) % self.window_spec[0]:
+            raise ValueError(f"image_size/4 must divide by window_spec[0] ({self.window_spec[0]})")
+        return self
+
+
+class LoRASettings(_Strict):
+    """LoRA on every linear layer of the language model (not the vision tower or projector)."""
+
+    r: int = 128
+    alpha: int = 256
+    dropout: float = 0.05
+
+
+class LossConfig(_Strict):
+    """Loss weights and the AML layer/head pairs (0-based HF indices)."""
+
+    bce_weight: float = 2.0
+    dice_weight: float = 0.5
+    text_weight: float = 1.0
+    aml_weight: float = 1.0
+    aml_heads: list[tuple[int, int]] = [(22, 5), (22, 7), (22, 10), (22, 11)]
+    num_points: int = Field(12544, ge=0, description="point-sampled mask loss; 0 = every low-res pixel")
+    oversample_ratio: float = 3.0
+    importance_sample_ratio: float = 0.75
+
+
+class PromptConfig(_Strict):
+    """Question/answer wording of the chat turns (training and inference use the same template)."""
+
+    question: str = ("Please segment {expression} in this video. If both a subject and an object are present, "
+                     "please provide separate segmentation masks for each.")
+    answer_actor: str = "Sure, it is [SEG_ACT]."
+    answer_interaction: str = "Sure, it is [SEG_ACT] and [SEG_TAR]."
+
+
+class InferenceConfig(_Strict):
+    """Video inference: key frames for the MLLM (also SAM2's conditioning frames) and generation length."""
+
+    key_frames: int = Field(5, ge=1)
+    key_frame_sampling: Literal["first", "uniform"] = "first"
+    max_new_tokens: int = Field(32, ge=1)
+
+
+class ModelConfig(_Strict):
+    """Everything that shapes a ReVIOSa model; one object flows from YAML to the model, trainer and server."""
+
+    name: str = "reviosa"
+    mllm: MLLMConfig = MLLMConfig()
+    sam2: SAM2Config = SAM2Config()
+    lora: LoRASettings = LoRASettings()
+    loss: LossConfig = LossConfig()
+    prompt: PromptConfig = PromptConfig()
+    inference: InferenceConfig = InferenceConfig()
+    train_frames: int = Field(4, ge=1, description="frames per training sample")
+    projection_dropout: float = 0.0
+
+    @model_validator(mode="after")
+    def _heads_exist(self) -> "ModelConfig":
+        t = self.mllm.text
+        for layer, head in self.loss.aml_heads:
+            if not (0 <= layer < t.num_hidden_layers and 0 <= head < t.num_attention_heads):
+                raise ValueError(f"aml_heads entry ({layer}, {head}) is outside {t.num_hidden_layers} layers × "
+                                 f"{t.num_attention_heads} heads")
+        if t.num_attention_heads % t.num_key_value_heads:
+            raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
+        return self
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike, **overrides: object) -> "ModelConfig":
+        """Load a YAML config (a name such as ``tiny`` means the shipped ``configs/tiny.yaml``)."""
+        path = resolve_config_path(path)
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ModelConfigError(f"{path}: cannot read model config ({err})") from None
+        if not isinstance(raw, dict):
+            raise ModelConfigError(f"{path}: a model config must be a mapping")
+        raw.update(overrides)
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as err:
+            raise ModelConfigError(f"{path}: {err}") from None
+
+    def to_yaml(self) -> str:
+        """The config as YAML text (round-trips through ``from_yaml``)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def resolve_config_path(path: str | os.PathLike) -> Path:
+    """A config file path, or the shipped config of that name (``tiny``, ``1b``, ``4b``)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    shipped = CONFIG_DIR / f"{p.name.removesuffix('.yaml')}.yaml"
+    if shipped.is_file():
+        return shipped
+    names = sorted(f.stem for f in CONFIG_DIR.glob("*.yaml"))
+    raise ModelConfigError(f"{path}: no such model config (shipped: {names})")

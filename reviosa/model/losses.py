@@ -1,0 +1,60 @@
+"""Segmentation losses (point-sampled BCE + dice) and the attention-mask loss (AML)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from reviosa.model.config import LossConfig
+
+_EPS = 1e-6
+
+
+def point_sample(x: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Bilinear values of (N, 1, H, W) maps at (N, P, 2) points in [0, 1]² → (N, P)."""
+    return F.grid_sample(x, 2.0 * points.unsqueeze(2) - 1.0, align_corners=False).squeeze(-1).squeeze(1)
+
+
+def uncertain_points(logits: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
+    """Points where the prediction is least certain, plus uniform ones (as in PointRend/Mask2Former)."""
+    n, p = logits.size(0), cfg.num_points
+    k = int(p * cfg.oversample_ratio)
+    cand = torch.rand(n, k, 2, device=logits.device)
+    uncertainty = -point_sample(logits.detach(), cand).abs()
+    n_imp = int(cfg.importance_sample_ratio * p)
+    idx = uncertainty.topk(n_imp, dim=1).indices
+    chosen = torch.gather(cand, 1, idx.unsqueeze(-1).expand(-1, -1, 2))
+    return torch.cat([chosen, torch.rand(n, p - n_imp, 2, device=logits.device)], dim=1)
+
+
+def mask_losses(logits: torch.Tensor, gt: torch.Tensor, cfg: LossConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean BCE, mean dice) of (N, 1, h, w) logits against (N, 1, h, w) {0,1} masks; zeros when N = 0."""
+    if logits.size(0) == 0:
+        zero = logits.sum() * 0.0
+        return zero, zero
+    logits, gt = logits.float(), gt.float()
+    if cfg.num_points > 0:
+        with torch.no_grad():
+            pts = uncertain_points(logits, cfg)
+            gt_p = point_sample(gt, pts)
+        pred_p = point_sample(logits, pts)
+    else:
+        pred_p, gt_p = logits.flatten(1), gt.flatten(1)
+    bce = F.binary_cross_entropy_with_logits(pred_p, gt_p)
+    prob = pred_p.sigmoid()
+    dice = 1.0 - (2.0 * (prob * gt_p).sum(1) + 1.0) / (prob.sum(1) + gt_p.sum(1) + 1.0)
+    return bce, dice.mean()
+
+
+def attention_bce(probs: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """BCE of raw attention probabilities against {0,1} patch masks, in fp32 (clamped before the log)."""
+    p = probs.float().clamp(_EPS, 1.0 - _EPS)
+    g = gt.float()
+    return -(g * p.log() + (1.0 - g) * (1.0 - p).log()).mean()
+
+
+def patch_masks(masks: torch.Tensor, grid: int) -> torch.Tensor:
+    """(..., h, w) masks → (..., grid²) nearest-downsampled patch masks, row-major like the vision tokens."""
+    lead = masks.shape[:-2]
+    small = F.interpolate(masks.reshape(-1, 1, *masks.shape[-2:]).float(), size=(grid, grid), mode="nearest")
+    return small.reshape(*lead, grid * grid)

@@ -1,0 +1,96 @@
+"""InternVL-2.5 through transformers: random from a config or real weights, special tokens, LoRA."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from reviosa.model.config import ModelConfig
+from reviosa.model.tokenizer import IMG_CONTEXT, SEG_TOKENS, add_seg_tokens, build_tiny_tokenizer
+
+_MEAN = (0.485, 0.456, 0.406)
+_STD = (0.229, 0.224, 0.225)
+# LoRA goes on every linear of the language model's decoder layers only (not vision tower, projector, lm_head).
+LORA_TARGETS = r".*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
+
+
+def internvl_config(cfg: ModelConfig, vocab_size: int, image_token_id: int):
+    """A transformers ``InternVLConfig`` for the architecture in ``cfg``."""
+    from transformers import InternVLConfig
+
+    v, t = cfg.mllm.vision, cfg.mllm.text
+    return InternVLConfig(
+        vision_config=dict(hidden_size=v.hidden_size, num_hidden_layers=v.num_hidden_layers,
+                           num_attention_heads=v.num_attention_heads, intermediate_size=v.intermediate_size,
+                           image_size=[v.image_size, v.image_size], patch_size=[v.patch_size, v.patch_size]),
+        text_config=dict(model_type="qwen2", vocab_size=vocab_size, hidden_size=t.hidden_size,
+                         intermediate_size=t.intermediate_size, num_hidden_layers=t.num_hidden_layers,
+                         num_attention_heads=t.num_attention_heads, num_key_value_heads=t.num_key_value_heads,
+                         max_position_embeddings=t.max_position_embeddings, rope_theta=t.rope_theta,
+                         rms_norm_eps=t.rms_norm_eps, tie_word_embeddings=t.tie_word_embeddings),
+        image_token_id=image_token_id, image_seq_length=cfg.mllm.tokens_per_frame,
+        downsample_ratio=cfg.mllm.downsample_ratio, projector_hidden_act=cfg.mllm.projector_hidden_act,
+        tie_word_embeddings=t.tie_word_embeddings)
+
+
+def build_mllm(cfg: ModelConfig, local_path: str | Path | None = None):
+    """(InternVL model with ``[SEG_ACT]``/``[SEG_TAR]`` added and embeddings resized, tokenizer)."""
+    from transformers import AutoTokenizer, InternVLForConditionalGeneration
+
+    if local_path is not None:
+        _check_hf_internvl(Path(local_path))
+        tokenizer = AutoTokenizer.from_pretrained(local_path)
+        model = InternVLForConditionalGeneration.from_pretrained(local_path, dtype=torch.float32)
+    else:
+        tokenizer = build_tiny_tokenizer()
+        vocab = max(cfg.mllm.text.vocab_size, len(tokenizer)) if cfg.mllm.text.vocab_size > 4096 else len(tokenizer)
+        img_id = tokenizer.convert_tokens_to_ids(IMG_CONTEXT)
+        model = InternVLForConditionalGeneration(internvl_config(cfg, vocab, img_id))
+    add_seg_tokens(tokenizer)
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        # Real checkpoints get mean-resized rows (transformers' default); random ones need no such care.
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=local_path is not None)
+    if model.config.image_token_id != tokenizer.convert_tokens_to_ids(IMG_CONTEXT):
+        raise ValueError(f"{local_path}: config image_token_id {model.config.image_token_id} is not the "
+                         f"tokenizer's {IMG_CONTEXT} id")
+    return model, tokenizer
+
+
+def _check_hf_internvl(path: Path) -> None:
+    """Refuse the original remote-code checkpoint layout with a clear message."""
+    try:
+        conf = json.loads((path / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not an InternVL checkpoint folder ({err})") from None
+    if conf.get("model_type") != "internvl":
+        raise ValueError(f"{path}: model_type {conf.get('model_type')!r} is not the transformers-native 'internvl' "
+                         "format; use an '-hf' InternVL-2.5 checkpoint (config.json + safetensors)")
+
+
+def add_lora(model, cfg: ModelConfig, seg_ids: list[int]):
+    """Wrap with PEFT LoRA on the LLM; the new token rows train, the vision tower stays frozen, projector trains."""
+    from peft import LoraConfig, get_peft_model
+
+    tied = model.lm_head.weight is model.get_input_embeddings().weight
+    trainable_tokens = {"embed_tokens": seg_ids} if tied else {"embed_tokens": seg_ids, "lm_head": seg_ids}
+    lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout, bias="none",
+                      target_modules=LORA_TARGETS, trainable_token_indices=trainable_tokens)
+    peft_model = get_peft_model(model, lora)
+    inner = peft_model.base_model.model
+    inner.model.multi_modal_projector.requires_grad_(True)
+    inner.model.vision_tower.requires_grad_(False)
+    return peft_model
+
+
+def preprocess_frames(frames: np.ndarray, size: int) -> torch.Tensor:
+    """RGB uint8 (T, H, W, 3) → the MLLM's (T, 3, size, size) tile per frame (bicubic, ImageNet-normalised)."""
+    x = torch.as_tensor(np.asarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+    x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp_(0, 1)
+    return (x - torch.tensor(_MEAN).view(1, 3, 1, 1)) / torch.tensor(_STD).view(1, 3, 1, 1)
+
+
+__all__ = ["SEG_TOKENS", "add_lora", "build_mllm", "internvl_config", "preprocess_frames"]

@@ -1,0 +1,175 @@
+"""ReVIOSa: InternVL-2.5 emits ``[SEG_ACT]``/``[SEG_TAR]``; their hidden states prompt SAM2's mask decoder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reviosa.model import sam as sam_ops
+from reviosa.model.attention import special_token_attention
+from reviosa.model.batch import ReviosaBatch
+from reviosa.model.config import ModelConfig
+from reviosa.model.losses import attention_bce, mask_losses, patch_masks
+from reviosa.model.tokenizer import IMG_CONTEXT, SEG_ACT, SEG_TAR, token_ids
+
+
+@dataclass
+class ReviosaOutput:
+    """Total loss, its weighted-free parts, and the low-resolution mask logits per role."""
+
+    loss: torch.Tensor | None
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    actor_logits: torch.Tensor | None = None    # (B, E, T, h, w)
+    target_logits: torch.Tensor | None = None   # (B, E, T, h, w), zeros for expressions without a target
+
+
+@dataclass
+class _SegTokens:
+    """Positions of the special tokens and which (sample, expression) each belongs to."""
+
+    act_b: torch.Tensor
+    act_pos: torch.Tensor
+    tar_b: torch.Tensor
+    tar_pos: torch.Tensor
+    tar_e: torch.Tensor
+
+
+class ReviosaModel(nn.Module):
+    """The MLLM (PEFT-wrapped InternVL), the projection into SAM2's prompt space, and SAM2."""
+
+    def __init__(self, config: ModelConfig, mllm: nn.Module, tokenizer, sam: nn.Module):
+        super().__init__()
+        self.config = config
+        self.mllm = mllm
+        self.tokenizer = tokenizer
+        self.sam = sam
+        hidden = self.lm.config.text_config.hidden_size
+        self.projection = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
+                                        nn.Linear(hidden, sam.hidden_dim), nn.Dropout(config.projection_dropout))
+        self.token_ids = token_ids(tokenizer)
+
+    @property
+    def lm(self):
+        """The InternVL model inside the PEFT wrapper (LoRA layers are in place)."""
+        return self.mllm.base_model.model
+
+    @property
+    def language_model(self):
+        """The Qwen2 decoder stack."""
+        return self.lm.model.language_model
+
+    def forward(self, batch: ReviosaBatch) -> ReviosaOutput:
+        """Teacher-forced pass: LM loss, masks for every special token on every frame, mask and attention losses."""
+        out = self.lm.model(input_ids=batch.input_ids, pixel_values=batch.pixel_values,
+                            attention_mask=batch.attention_mask, position_ids=batch.position_ids,
+                            output_hidden_states=True, use_cache=False)
+        last = out.last_hidden_state
+        losses: dict[str, torch.Tensor] = {"text": self._text_loss(last, batch.labels)}
+        tokens = self._seg_tokens(batch)
+        b, e = batch.has_target.shape
+        t = batch.num_frames
+        act_emb = self.projection(last[tokens.act_b, tokens.act_pos])              # (B·E, D), (b, e) order
+        tar_emb = self.projection(last[tokens.tar_b, tokens.tar_pos])              # (n_tar, D)
+
+        feats, _, sizes = sam_ops.frame_features(self.sam, batch.sam_images.to(self._sam_dtype))
+        pix = sam_ops.no_memory_features(self.sam, feats, sizes)
+        high = sam_ops.high_res_maps(feats, sizes)
+        frames = torch.arange(t, device=pix.device)
+        act_frames = (torch.arange(b, device=pix.device).repeat_interleave(e)[:, None] * t + frames).flatten()
+        tar_frames = (tokens.tar_b[:, None] * t + frames).flatten()
+        idx = torch.cat([act_frames, tar_frames])
+        lang = torch.cat([act_emb.repeat_interleave(t, 0), tar_emb.repeat_interleave(t, 0)])
+        res = sam_ops.decode(self.sam, pix[idx], [h[idx] for h in high], lang)
+        logits = res["low_res"]
+        n_act = act_frames.numel()
+        act_logits = logits[:n_act].view(b, e, t, *logits.shape[-2:])
+        target_logits = act_logits.new_zeros(act_logits.shape)
+        target_logits[tokens.tar_b, tokens.tar_e] = logits[n_act:].view(-1, t, *logits.shape[-2:])
+
+        if batch.actor_masks is not None:
+            gt_act = batch.actor_masks.reshape(-1, 1, *batch.actor_masks.shape[-2:])
+            gt_tar = batch.target_masks[tokens.tar_b, tokens.tar_e].reshape(-1, 1, *batch.target_masks.shape[-2:])
+            bce_a, dice_a = mask_losses(logits[:n_act], gt_act, self.config.loss)
+            bce_t, dice_t = mask_losses(logits[n_act:], gt_tar, self.config.loss)
+            losses.update(mask_bce_actor=bce_a, mask_dice_actor=dice_a, mask_bce_target=bce_t, mask_dice_target=dice_t)
+            if self.config.loss.aml_heads:
+                losses["aml"] = self._aml(out.hidden_states, batch, tokens)
+        w = self.config.loss
+        weights = {"text": w.text_weight, "mask_bce_actor": w.bce_weight, "mask_bce_target": w.bce_weight,
+                   "mask_dice_actor": w.dice_weight, "mask_dice_target": w.dice_weight, "aml": w.aml_weight}
+        # The IoU and object-score heads get no supervision (as in ReVIOSa) but must stay in the graph, or
+        # DDP/ZeRO would wait for their gradients forever.
+        total = sum(weights[k] * v for k, v in losses.items())
+        total = total + 0.0 * (res["ious"].sum() + res["object_score_logits"].sum())
+        return ReviosaOutput(loss=total, losses=losses, actor_logits=act_logits, target_logits=target_logits)
+
+    @property
+    def _sam_dtype(self) -> torch.dtype:
+        return next(self.sam.parameters()).dtype
+
+    def _text_loss(self, last: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        # Project only supervised positions: full-vocabulary logits for every token would dominate memory.
+        target = labels[:, 1:]
+        sup = target != -100
+        if not sup.any():
+            return last.sum() * 0.0
+        logits = self.lm.lm_head(last[:, :-1][sup])
+        return F.cross_entropy(logits.float(), target[sup])
+
+    def _seg_tokens(self, batch: ReviosaBatch) -> _SegTokens:
+        ids = batch.input_ids
+        b, e = batch.has_target.shape
+        act = (ids == self.token_ids[SEG_ACT]).nonzero()
+        tar = (ids == self.token_ids[SEG_TAR]).nonzero()
+        counts = torch.bincount(act[:, 0], minlength=b)
+        if (counts != e).any():
+            raise ValueError(f"every sample needs one {SEG_ACT} per expression ({e}); found {counts.tolist()}")
+        act_pos = act[:, 1].view(b, e)
+        # A [SEG_TAR] belongs to the expression whose [SEG_ACT] precedes it.
+        tar_e = (act_pos[tar[:, 0]] < tar[:, 1:2]).sum(1) - 1
+        got = torch.zeros_like(batch.has_target)
+        got[tar[:, 0], tar_e.clamp(min=0)] = True
+        if (tar_e < 0).any() or len(tar) != int(got.sum()) or not torch.equal(got, batch.has_target):
+            raise ValueError(f"{SEG_TAR} tokens must follow the {SEG_ACT} of exactly the interaction expressions "
+                             f"(has_target={batch.has_target.tolist()})")
+        return _SegTokens(act_b=act[:, 0], act_pos=act[:, 1], tar_b=tar[:, 0], tar_pos=tar[:, 1], tar_e=tar_e)
+
+    def vision_columns(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, T·tokens_per_frame) positions of the vision tokens, frame-major."""
+        mask = input_ids == self.token_ids[IMG_CONTEXT]
+        n = mask.sum(1)
+        if (n != n[0]).any():
+            raise ValueError(f"samples hold different numbers of vision tokens: {n.tolist()}")
+        return mask.nonzero()[:, 1].view(input_ids.size(0), -1)
+
+    def special_attention(self, hidden_states, batch: ReviosaBatch, rows_b: torch.Tensor, rows_pos: torch.Tensor,
+                          layer: int, heads: list[int]) -> torch.Tensor:
+        """Attention (n_rows, heads, T·g²) from the given token rows to the vision tokens at one layer."""
+        probs = special_token_attention(self.language_model, layer, hidden_states[layer], batch.position_ids,
+                                        batch.attention_mask, rows_b, rows_pos, heads)
+        cols = self.vision_columns(batch.input_ids)[rows_b]                       # (n_rows, V)
+        return torch.gather(probs, 2, cols[:, None, :].expand(-1, probs.size(1), -1))
+
+    def _aml(self, hidden_states, batch: ReviosaBatch, tokens: _SegTokens) -> torch.Tensor:
+        grid = self.config.mllm.grid
+        gt_act = patch_masks(batch.actor_masks, grid).flatten(2)                    # (B, E, T·g²)
+        gt_act = gt_act.view(-1, gt_act.size(-1))
+        gt_tar = patch_masks(batch.target_masks, grid).flatten(2)[tokens.tar_b, tokens.tar_e]
+        rows_b = torch.cat([tokens.act_b, tokens.tar_b])
+        rows_pos = torch.cat([tokens.act_pos, tokens.tar_pos])
+        n_act = tokens.act_b.numel()
+        by_layer: dict[int, list[int]] = {}
+        for layer, head in self.config.loss.aml_heads:
+            by_layer.setdefault(layer, []).append(head)
+        terms = []
+        for layer, heads in by_layer.items():
+            att = self.special_attention(hidden_states, batch, rows_b, rows_pos, layer, heads)
+            for h in range(len(heads)):
+                term = attention_bce(att[:n_act, h], gt_act)
+                if n_act < att.size(0):
+                    term = term + attention_bce(att[n_act:, h], gt_tar)
+                terms.append(term)
+        return torch.stack(terms).mean()

@@ -1,0 +1,272 @@
+"""ReVIOSa model on the tiny config (CPU): losses and gradients, token logic, AML, save/load, inference, CLI."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from reviosa.cli import app
+from reviosa.data.format import InterRVOSDataset
+from reviosa.evaluate.predictions import read_mask_png
+from reviosa.model.batch import build_sample, collate, random_training_sample, sample_from_dataset
+from reviosa.model.checkpoint import CheckpointError, build_model, from_pretrained, save_pretrained
+from reviosa.model.config import ModelConfig, ModelConfigError
+from reviosa.model.inference import key_frame_indices, predict_video
+from reviosa.model.losses import attention_bce, patch_masks
+from reviosa.model.tokenizer import SEG_ACT, SEG_TAR, answer_text, build_tiny_tokenizer
+from tests._splits import make_split
+
+INTERACTION = "the red circle chases the blue square"
+PLAIN = "the green star"
+
+
+@pytest.fixture(scope="module")
+def cfg() -> ModelConfig:
+    return ModelConfig.from_yaml("tiny")
+
+
+@pytest.fixture(scope="module")
+def model(cfg):
+    torch.manual_seed(0)
+    return build_model(cfg)
+
+
+def _sample(cfg, tok, rng, has_target, n_frames=4, h=48, w=64):
+    frames = rng.integers(0, 255, (n_frames, h, w, 3), dtype=np.uint8)
+    act = rng.random((len(has_target), n_frames, h, w)) > 0.6
+    tar = rng.random((len(has_target), n_frames, h, w)) > 0.6
+    tar[~np.asarray(has_target)] = False
+    texts = [INTERACTION if t else PLAIN for t in has_target]
+    return build_sample(cfg, tok, frames, texts, list(has_target), act, tar)
+
+
+def _batch(cfg, model, seed=0, flags=((True, False), (False, False))):
+    rng = np.random.default_rng(seed)
+    return collate([_sample(cfg, model.tokenizer, rng, f) for f in flags], model.tokenizer.pad_token_id)
+
+
+def test_forward_backward_all_losses_and_gradient_routing(cfg, model):
+    model.zero_grad(set_to_none=True)
+    out = model(_batch(cfg, model))
+    assert set(out.losses) == {"text", "mask_bce_actor", "mask_dice_actor", "mask_bce_target", "mask_dice_target",
+                               "aml"}
+    assert all(torch.isfinite(v) and v.item() > 0 for v in out.losses.values())
+    low = cfg.sam2.low_res
+    assert out.actor_logits.shape == (2, 2, 4, low, low)
+    out.loss.backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+
+    def touched(fragment):
+        names = [n for n in grads if fragment in n]
+        assert names, fragment
+        return [n for n in names if grads[n] is not None and grads[n].abs().sum() > 0]
+
+    # lora_B starts at zero, so only it gets a non-zero gradient on the first step; lora_A is still reached
+    assert touched("lora_B") and all(grads[n] is not None for n in grads if "lora_A" in n)
+    assert touched("trainable_tokens_delta")
+    assert touched("multi_modal_projector")
+    assert len(touched("projection.")) == 4
+    assert touched("sam_mask_decoder.output_upscaling") and touched("sam_mask_decoder.conv_s0")
+    frozen = [n for n in grads if n.startswith(("sam.image_encoder", "sam.memory", "sam.sam_prompt_encoder"))
+              or "vision_tower" in n or ("language_model" in n and "lora_" not in n and "token" not in n)]
+    assert frozen and all(grads[n] is None for n in frozen)
+    assert all(not p.requires_grad for n, p in model.named_parameters() if n in frozen)
+
+
+def test_interaction_expressions_get_seg_tar_and_a_target_track(cfg, model):
+    assert SEG_TAR in answer_text(cfg, True) and SEG_ACT in answer_text(cfg, True)
+    assert SEG_ACT in answer_text(cfg, False) and SEG_TAR not in answer_text(cfg, False)
+    batch = _batch(cfg, model)
+    tar_id = model.token_ids[SEG_TAR]
+    assert (batch.input_ids == tar_id).sum(1).tolist() == [1, 0]
+    # the supervised labels include both special tokens, so the LM learns to emit [SEG_TAR]
+    assert (batch.labels == tar_id).sum().item() == 1
+    with torch.no_grad():
+        out = model(batch)
+    assert out.target_logits[0, 0].abs().sum() > 0
+    assert out.target_logits[0, 1].abs().sum() == 0 and out.target_logits[1].abs().sum() == 0
+
+
+def test_batch_without_interaction_has_zero_target_loss_and_still_trains(cfg, model):
+    model.zero_grad(set_to_none=True)
+    out = model(_batch(cfg, model, flags=((False,), (False,))))
+    assert out.losses["mask_bce_target"].item() == 0 and out.losses["mask_dice_target"].item() == 0
+    out.loss.backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad)
+
+
+def test_mismatched_target_flags_are_rejected(cfg, model):
+    batch = _batch(cfg, model)
+    batch.has_target = torch.tensor([[False, False], [False, False]])
+    with pytest.raises(ValueError, match=r"\[SEG_TAR\]"):
+        model(batch)
+    batch = _batch(cfg, model)
+    batch.input_ids[0][batch.input_ids[0] == model.token_ids[SEG_ACT]] = model.tokenizer.pad_token_id
+    with pytest.raises(ValueError, match=r"\[SEG_ACT\]"):
+        model(batch)
+
+
+def test_attention_mask_loss_equals_direct_eager_computation(cfg, model):
+    batch = _batch(cfg, model, seed=3)
+    with torch.no_grad():
+        ours = model(batch).losses["aml"].item()
+        model.lm.set_attn_implementation("eager")
+        try:
+            out = model.lm.model(input_ids=batch.input_ids, pixel_values=batch.pixel_values,
+                                 attention_mask=batch.attention_mask, output_attentions=True, use_cache=False)
+        finally:
+            model.lm.set_attn_implementation("sdpa")
+    grid = cfg.mllm.grid
+    vis = (batch.input_ids == model.token_ids["<IMG_CONTEXT>"])
+    terms = []
+    for layer, head in cfg.loss.aml_heads:
+        att = out.attentions[layer]
+        act_rows, act_gt, tar_rows, tar_gt = [], [], [], []
+        for b in range(batch.input_ids.size(0)):
+            cols = vis[b].nonzero()[:, 0]
+            for e, pos in enumerate((batch.input_ids[b] == model.token_ids[SEG_ACT]).nonzero()[:, 0]):
+                act_rows.append(att[b, head, pos, cols])
+                act_gt.append(patch_masks(batch.actor_masks[b, e], grid).flatten())
+            for pos in (batch.input_ids[b] == model.token_ids[SEG_TAR]).nonzero()[:, 0]:
+                e = int((batch.input_ids[b, :pos] == model.token_ids[SEG_ACT]).sum()) - 1
+                tar_rows.append(att[b, head, pos, cols])
+                tar_gt.append(patch_masks(batch.target_masks[b, e], grid).flatten())
+
+        def bce(rows, gts):
+            p = torch.stack(rows).clamp(1e-6, 1 - 1e-6)
+            g = torch.stack(gts)
+            return float(-(g * p.log() + (1 - g) * (1 - p).log()).mean())
+
+        terms.append(bce(act_rows, act_gt) + bce(tar_rows, tar_gt))
+    assert ours == pytest.approx(sum(terms) / len(terms), rel=1e-4)
+
+
+def test_attention_bce_and_patch_masks_on_a_hand_case():
+    m = torch.zeros(1, 8, 8)
+    m[0, :4, 4:] = 1
+    assert patch_masks(m, 2).tolist() == [[0.0, 1.0, 0.0, 0.0]]
+    p = torch.tensor([[0.5, 0.25]])
+    g = torch.tensor([[1.0, 0.0]])
+    assert attention_bce(p, g).item() == pytest.approx((math.log(2) + -math.log(0.75)) / 2, rel=1e-6)
+
+
+def test_save_then_load_gives_identical_outputs(cfg, model, tmp_path):
+    torch.manual_seed(1)
+    trained = build_model(cfg)
+    opt = torch.optim.SGD([p for p in trained.parameters() if p.requires_grad], lr=0.5)
+    trained(_batch(cfg, trained)).loss.backward()
+    opt.step()
+    save_pretrained(trained, tmp_path / "ckpt")
+    assert {p.name for p in (tmp_path / "ckpt").iterdir()} == {"config.yaml", "reviosa.safetensors",
+                                                               "base.safetensors", "tokenizer"}
+    torch.manual_seed(99)  # a different random init must be fully overwritten by the checkpoint
+    loaded = from_pretrained(tmp_path / "ckpt")
+    batch = _batch(cfg, trained, seed=5)
+    trained.eval()
+    loaded.eval()
+    with torch.no_grad():
+        a, b = trained(batch), loaded(batch)
+    for k in a.losses:
+        assert torch.equal(a.losses[k], b.losses[k]), k
+    assert torch.equal(a.actor_logits, b.actor_logits) and torch.equal(a.target_logits, b.target_logits)
+    frames = np.random.default_rng(2).integers(0, 255, (6, 40, 56, 3), dtype=np.uint8)
+    pa = predict_video(trained, frames, INTERACTION, answer=answer_text(cfg, True))
+    pb = predict_video(loaded, frames, INTERACTION, answer=answer_text(cfg, True))
+    assert np.array_equal(pa.actor, pb.actor) and np.array_equal(pa.target, pb.target)
+
+
+def test_loading_a_folder_that_is_not_a_checkpoint_fails_clearly(tmp_path):
+    with pytest.raises(CheckpointError, match="not a ReVIOSa checkpoint"):
+        from_pretrained(tmp_path)
+    with pytest.raises(CheckpointError, match="no such file"):
+        from_pretrained(tmp_path / "missing")
+
+
+def test_from_pretrained_reads_an_s3_uri(cfg, model, tmp_path, s3_storage, monkeypatch):
+    save_pretrained(model, tmp_path / "ckpt")
+    fs = s3_storage.s3fs()
+    fs.put(str(tmp_path / "ckpt"), f"{s3_storage.bucket}/models/tiny", recursive=True)
+    for key, value in s3_storage.client_env(env={}).items():
+        monkeypatch.setenv(key, value)
+    loaded = from_pretrained(f"s3://{s3_storage.bucket}/models/tiny", cache_dir=tmp_path / "cache")
+    for (n, p), (_, q) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(p, q), n
+
+
+def test_predict_video_roles_and_resolution(cfg, model):
+    frames = np.random.default_rng(4).integers(0, 255, (9, 30, 44, 3), dtype=np.uint8)
+    inter = predict_video(model, frames, INTERACTION, answer=answer_text(cfg, True))
+    assert inter.actor.shape == (9, 30, 44) and inter.actor.dtype == bool
+    assert inter.target is not None and inter.target.shape == (9, 30, 44)
+    plain = predict_video(model, frames, PLAIN, answer=answer_text(cfg, False))
+    assert plain.target is None
+    none = predict_video(model, frames, PLAIN, answer="no idea")
+    assert not none.actor.any() and none.target is None
+    generated = predict_video(model, list(frames[:3]), PLAIN)
+    assert isinstance(generated.text, str) and generated.actor.shape == (3, 30, 44)
+    with pytest.raises(ValueError, match="empty"):
+        predict_video(model, frames, "  ")
+
+
+def test_key_frames():
+    assert key_frame_indices(12, 5) == [0, 1, 2, 3, 4]
+    assert key_frame_indices(3, 5) == [0, 1, 2]
+    assert key_frame_indices(9, 3, "uniform") == [0, 4, 8]
+
+
+def test_dataset_samples_follow_the_ground_truth(cfg, model, tmp_path):
+    ds = make_split(tmp_path / "split")
+    video = ds.videos["vid_a"]
+    s = sample_from_dataset(cfg, model.tokenizer, ds, video, ["2", "0"], [0, 2])
+    assert s.has_target == [True, False]
+    assert s.target_masks[1].sum() == 0 and s.target_masks[0].sum() > 0
+    assert s.actor_masks.shape == (2, 2, cfg.sam2.low_res, cfg.sam2.low_res)
+    rng = np.random.default_rng(0)
+    r = random_training_sample(cfg, model.tokenizer, ds, video, rng, n_expressions=2)
+    assert r.frame_indices == sorted(r.frame_indices) and len(r.frame_indices) == cfg.train_frames
+    assert video.expressions[r.exp_ids[0]].has_target
+
+
+def test_config_errors_name_the_problem(tmp_path):
+    with pytest.raises(ModelConfigError, match="aml_heads"):
+        ModelConfig.from_yaml("tiny", loss={"aml_heads": [[9, 0]]})
+    with pytest.raises(ModelConfigError, match="no such model config"):
+        ModelConfig.from_yaml(tmp_path / "nope.yaml")
+    big = ModelConfig.from_yaml("1b")
+    assert big.mllm.tokens_per_frame == 256 and big.sam2.low_res == 256
+
+
+def test_tiny_tokenizer_is_offline_and_covers_any_text():
+    tok = build_tiny_tokenizer()
+    text = "the purple hexagon circles the zebra-striped cube!"
+    assert tok.decode(tok.encode(text, add_special_tokens=False)) == text
+
+
+def test_cli_predict_and_select_heads(model, tmp_path):
+    ds = make_split(tmp_path / "split")
+    save_pretrained(model, tmp_path / "ckpt")
+    video = ds.root / "JPEGImages" / "vid_a"
+    runner = CliRunner()
+    res = runner.invoke(app, ["predict", "--model", str(tmp_path / "ckpt"), "--video", str(video),
+                              "--expression", INTERACTION, "--out", str(tmp_path / "pred"),
+                              "--answer", "Sure, it is [SEG_ACT] and [SEG_TAR]."])
+    assert res.exit_code == 0, res.output
+    for role in ("actor", "target"):
+        files = sorted((tmp_path / "pred" / "vid_a" / "0" / role).glob("*.png"))
+        assert [f.stem for f in files] == ds.videos["vid_a"].frames
+        assert read_mask_png(files[0]).shape == (24, 32)
+    assert (tmp_path / "pred" / "vid_a" / "0" / "overlay.gif").stat().st_size > 0
+    res = runner.invoke(app, ["select-heads", "--model", str(tmp_path / "ckpt"), "--data", str(ds.root),
+                              "--samples", "2", "--top-k", "2", "--out", str(tmp_path / "heads")])
+    assert res.exit_code == 0, res.output
+    assert "selected layer" in res.output
+    assert (tmp_path / "heads" / "layer_attention.png").stat().st_size > 0
+    assert (tmp_path / "heads" / "head_attention.png").stat().st_size > 0
+    bad = runner.invoke(app, ["predict", "--model", str(tmp_path / "nope"), "--video", str(video),
+                              "--expression", "x"], env={"COLUMNS": "400"})
+    assert bad.exit_code != 0 and "no such file or folder" in bad.output
+    assert isinstance(InterRVOSDataset.load(ds.root), InterRVOSDataset)
