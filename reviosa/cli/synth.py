@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -50,7 +51,8 @@ def synth(out: Path = typer.Option(..., "--out", help="Split folder (or parent f
           size: str | None = typer.Option(None, "--size", help="Frame size N or HxW (overrides the config)"),
           split_names: str | None = typer.Option(None, "--split-names",
                                                  help="Comma list, e.g. train,val: writes OUT/<name>/ per split"),
-          workers: int = typer.Option(1, "--workers", min=1, help="Processes rendering videos in parallel"),
+          workers: int = typer.Option(0, "--workers", min=0,
+                                      help="Processes rendering videos in parallel (0: one per CPU, at most 4)"),
           quiet: bool = typer.Option(False, "--quiet", help="No progress bar")) -> None:
     """Generate a synthetic interaction-world split with exact masks, scene graphs and expressions."""
     from reviosa.data.synthetic import SyntheticConfigError, generate_split, load_config, split_stats
@@ -67,6 +69,8 @@ def synth(out: Path = typer.Option(..., "--out", help="Split folder (or parent f
     except SyntheticConfigError as err:
         typer.secho(str(err), fg="red", err=True)
         raise typer.Exit(2) from None
+    if workers == 0:
+        workers = max(1, min(os.cpu_count() or 1, 4))
     plan = list(zip(names, counts)) if names else [("", counts[0])]
     for name, n in plan:
         root = out / name if name else out

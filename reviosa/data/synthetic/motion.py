@@ -151,7 +151,7 @@ def interaction(kind: str, r_actor: float, r_target: float, canvas: Canvas,
     elif kind == "follows":
         # Both ride the same gentle arc; the actor is a fixed time behind, so the gap stays constant.
         rc = rng.uniform(0.8, 2.0) * L
-        w = rng.choice([-1, 1]) * rng.uniform(0.25, 0.4) * L / (T - 1) / rc
+        w = rng.choice([-1, 1]) * rng.uniform(0.3, 0.45) * L / (T - 1) / rc
         gap = contact / 0.85 + rng.uniform(0.08, 0.14) * L
         lag = 2 * np.arcsin(min(gap / (2 * rc), 1.0))
         theta0 = rng.uniform(0, 2 * np.pi)

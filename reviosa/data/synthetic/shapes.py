@@ -6,6 +6,8 @@ and its masks agree pixel for pixel.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 #: name -> RGB; saturated, well apart from each other and from the dark background
@@ -27,8 +29,15 @@ SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "diamond", "h
 ROTATION_INVARIANT: frozenset[str] = frozenset({"circle"})
 
 
+@functools.lru_cache(maxsize=None)
 def polygon(shape: str) -> np.ndarray:
-    """Unit-circumradius vertices (N, 2) as (x, y) of a polygonal shape, pointing up at angle 0."""
+    """Unit-circumradius vertices (N, 2) as (x, y) of a polygonal shape, pointing up at angle 0 (read-only)."""
+    verts = _polygon(shape)
+    verts.flags.writeable = False
+    return verts
+
+
+def _polygon(shape: str) -> np.ndarray:
     if shape == "square":
         a = np.pi / 4 + np.arange(4) * np.pi / 2
         return np.stack([np.cos(a), np.sin(a)], 1)

@@ -49,15 +49,22 @@ def render_video(cfg: SyntheticConfig, seed: np.random.SeedSequence) -> Rendered
                for o in objects]
     radii = [cfg.sizes[o.size] * canvas.scale * rng.uniform(0.93, 1.07) for o in objects]
     bg = background(rng, cfg.height, cfg.width, cfg.background == "textured")
+    partner = {i: set(it.objects) for it in interactions for i in it.objects}
     best = None
-    for attempt in range(_MAX_TRIES):
+    for _ in range(_MAX_TRIES):
         tracks = _plan(cfg, canvas, rng, objects, interactions, radii)
         z_order = [int(i) for i in rng.permutation(len(objects))]
+        # Unrelated objects that touch would look like an interaction and hide each other: avoid them.
+        contacts = _unrelated_contacts(tracks, radii, partner)
+        if best is not None and best[0][0] and -max(contacts - cfg.frames // 8, 0) <= best[0][1]:
+            continue  # cannot beat a plan that already shows everything; skip rendering it
         full, visible = _masks(cfg, objects, tracks, radii, z_order)
-        score = _shown_score(full, visible, objects, tracks, canvas)
+        shown = _shown_score(full, visible, objects, tracks, canvas)
+        # A brief brush in passing is tolerated (dense scenes rarely avoid every one).
+        score = (shown >= 1.0, -max(contacts - cfg.frames // 8, 0), shown)
         if best is None or score > best[0]:
             best = (score, tracks, z_order, full, visible)
-        if score >= 1.0:
+        if score[:2] == (True, 0):
             break
     _, tracks, z_order, full, visible = best
     frames = np.repeat(bg[None], cfg.frames, axis=0)
@@ -139,6 +146,19 @@ def _masks(cfg: SyntheticConfig, objects: list[SceneObject], tracks: list[Track]
         visible[i] = full[i] & ~covered
         covered |= full[i]
     return full, visible
+
+
+def _unrelated_contacts(tracks: list[Track], radii: list[float], partner: dict[int, set[int]]) -> int:
+    """Frames x pairs where two objects that do not interact come close enough to overlap."""
+    n = len(tracks)
+    xy = np.stack([np.stack([tr.x, tr.y], 1) for tr in tracks])  # (N, T, 2)
+    count = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            if j not in partner.get(i, ()):
+                d = np.linalg.norm(xy[i] - xy[j], axis=1)
+                count += int(np.sum(d < 0.9 * (radii[i] + radii[j])))
+    return count
 
 
 def _shown_score(full: np.ndarray, visible: np.ndarray, objects: list[SceneObject], tracks: list[Track],
