@@ -270,3 +270,64 @@ def test_cli_predict_and_select_heads(model, tmp_path):
                               "--expression", "x"], env={"COLUMNS": "400"})
     assert bad.exit_code != 0 and "no such file or folder" in bad.output
     assert isinstance(InterRVOSDataset.load(ds.root), InterRVOSDataset)
+
+
+def test_sam2_builder_matches_the_packaged_hydra_config():
+    import sam2  # noqa: F401 - importing it registers its packaged configs with Hydra
+    from hydra import compose
+    from hydra.utils import instantiate
+
+    from reviosa.model.config import SAM2Config
+    from reviosa.model.sam import build_sam2
+
+    ref = instantiate(compose(config_name="configs/sam2/sam2_hiera_t.yaml").model, _recursive_=True)
+    ours = build_sam2(SAM2Config(embed_dim=96, num_heads=1, stages=[1, 2, 7, 2], global_att_blocks=[5, 7, 9],
+                                 window_spec=[8, 4, 14, 7]))
+    # same keys and shapes => official sam2_hiera_*.pt checkpoints load strictly into our builder
+    assert {k: v.shape for k, v in ref.state_dict().items()} == {k: v.shape for k, v in ours.state_dict().items()}
+    for flag in ("num_maskmem", "directly_add_no_mem_embed", "use_obj_ptrs_in_encoder", "pred_obj_scores",
+                 "multimask_output_for_tracking", "sigmoid_scale_for_mem_enc", "only_obj_ptrs_in_the_past_for_eval"):
+        assert getattr(ref, flag) == getattr(ours, flag), flag
+
+
+class _NotWeights:
+    pass
+
+
+def test_sam2_checkpoint_is_read_weights_only(cfg, tmp_path):
+    from reviosa.model.checkpoint import load_sam2_weights
+    from reviosa.model.sam import build_sam2
+
+    torch.manual_seed(3)
+    src = build_sam2(cfg.sam2)
+    torch.save({"model": src.state_dict()}, tmp_path / "sam2_tiny.pt")
+    dst = build_sam2(cfg.sam2)
+    load_sam2_weights(dst, tmp_path / "sam2_tiny.pt")
+    assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values()))
+    torch.save({"model": _NotWeights()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="weights-only"):
+        load_sam2_weights(dst, tmp_path / "evil.pt")
+
+
+def test_real_format_internvl_folder_loads_and_untied_heads_train(cfg, tmp_path):
+    from reviosa.model.mllm import build_mllm
+
+    untied = cfg.model_copy(update={"mllm": cfg.mllm.model_copy(
+        update={"text": cfg.mllm.text.model_copy(update={"tie_word_embeddings": False})})})
+    torch.manual_seed(4)
+    hf, tok = build_mllm(untied)
+    hf.save_pretrained(tmp_path / "internvl")       # transformers-native folder: config.json + safetensors
+    tok.save_pretrained(tmp_path / "internvl")
+    real = untied.model_copy(update={"mllm": untied.mllm.model_copy(update={"pretrained": str(tmp_path / "internvl")})})
+    model = build_model(real)
+    ref = hf.state_dict()
+    compared = 0
+    for name, value in model.lm.state_dict().items():
+        key = name.replace(".base_layer", "")
+        if key in ref:
+            assert torch.equal(value, ref[key]), name
+            compared += 1
+    assert compared > len(ref) // 2
+    model(_batch(real, model)).loss.backward()
+    deltas = {n: p.grad for n, p in model.named_parameters() if "trainable_tokens_delta" in n}
+    assert any("lm_head" in n for n in deltas) and all(g is not None for g in deltas.values())

@@ -51,6 +51,19 @@ class ReviosaModel(nn.Module):
                                         nn.Linear(hidden, sam.hidden_dim), nn.Dropout(config.projection_dropout))
         self.token_ids = token_ids(tokenizer)
 
+    @classmethod
+    def from_pretrained(cls, path_or_uri, **kwargs) -> "ReviosaModel":
+        """Load a checkpoint folder or ``s3://`` URI written by ``save_pretrained``."""
+        from reviosa.model.checkpoint import from_pretrained
+
+        return from_pretrained(path_or_uri, **kwargs)
+
+    def save_pretrained(self, directory):
+        """Write config, tokenizer and safetensors weights to ``directory`` (atomically)."""
+        from reviosa.model.checkpoint import save_pretrained
+
+        return save_pretrained(self, directory)
+
     @property
     def lm(self):
         """The InternVL model inside the PEFT wrapper (LoRA layers are in place)."""
