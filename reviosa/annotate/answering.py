@@ -14,7 +14,7 @@ from reviosa.annotate.backends import Backend, BackendError, ChatRequest
 from reviosa.annotate.cache import AnswerCache
 from reviosa.annotate.config import AnnotateConfig
 from reviosa.annotate.prompts import render
-from reviosa.annotate.schemas import response_schema
+from reviosa.annotate.schemas import limit_schema, response_schema
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -28,6 +28,7 @@ class CallStats:
 
     fresh_calls: Counter = field(default_factory=Counter)
     cached_calls: Counter = field(default_factory=Counter)
+    offline_answers: int = 0
     http_retries: int = 0
     invalid_answers: int = 0
     prompt_tokens: int = 0
@@ -36,7 +37,8 @@ class CallStats:
     def to_json(self) -> dict[str, Any]:
         return {"fresh_calls": sum(self.fresh_calls.values()), "cached_calls": sum(self.cached_calls.values()),
                 "fresh_calls_per_stage": {str(k): v for k, v in sorted(self.fresh_calls.items())},
-                "http_retries": self.http_retries, "invalid_answers": self.invalid_answers,
+                "offline_answers": self.offline_answers, "http_retries": self.http_retries,
+                "invalid_answers": self.invalid_answers,
                 "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                 "tokens": self.prompt_tokens + self.completion_tokens}
 
@@ -53,8 +55,8 @@ class Answerer:
     """Sends requests through a backend with bounded concurrency, a cache and schema validation."""
 
     def __init__(self, cfg: AnnotateConfig, backends: dict[int, Backend], cache: AnswerCache | None,
-                 cached_stages: set[int]):
-        self.cfg, self.backends, self.cache, self.cached_stages = cfg, backends, cache, cached_stages
+                 model_stages: set[int]):
+        self.cfg, self.backends, self.cache, self.model_stages = cfg, backends, cache, model_stages
         self.stats = CallStats()
         self._slots = asyncio.Semaphore(cfg.concurrency)
 
@@ -65,7 +67,9 @@ class Answerer:
         messages: list[dict[str, Any]] = [{"role": "system", "content": system}, {"role": "user", "content": user}]
         raw, error = None, None
         for attempt in range(self.cfg.validation_attempts):
-            request = ChatRequest(stage, model.__name__, response_schema(model), list(messages), task)
+            schema = limit_schema(response_schema(model), max_items=self.cfg.max_expressions_per_kind,
+                                  max_chars=self.cfg.max_text_chars)
+            request = ChatRequest(stage, model.__name__, schema, list(messages), task)
             try:
                 raw = await self._complete(request)
             except BackendError as err:
@@ -82,11 +86,14 @@ class Answerer:
                                 "attempts": self.cfg.validation_attempts})
 
     async def _complete(self, request: ChatRequest) -> str:
-        use_cache = self.cache is not None and request.stage in self.cached_stages
+        use_cache = self.cache is not None and request.stage in self.model_stages
         key = request.cache_key(self.cfg) if use_cache else ""
-        if use_cache and (hit := self.cache.get(key)) is not None:
+        if use_cache and (hit := self.cache.get(key)) is not None:  # type: ignore[union-attr]
             self.stats.cached_calls[request.stage] += 1
             return hit.content
+        if request.stage not in self.model_stages:  # the offline backend: no model, nothing to count or cache
+            self.stats.offline_answers += 1
+            return (await self.backends[request.stage].complete(request)).content
         async with self._slots:
             response = await self.backends[request.stage].complete(request)
         self.stats.fresh_calls[request.stage] += 1

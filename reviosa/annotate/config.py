@@ -39,7 +39,8 @@ class AnnotateConfig(BaseModel):
     validation_attempts: int = Field(3, ge=1, description="answers tried per request, the error fed back each time")
     frames_per_object: int = Field(4, ge=1, le=32, description="sampled frames shown to the vision stages")
     image_max_side: int = Field(448, ge=32, description="frames are downscaled so the longer side is at most this")
-    max_expressions_per_kind: int = Field(3, ge=1, le=10)
+    max_expressions_per_kind: int = Field(3, ge=1, le=3, description="expressions per cue and object, groups per video")
+    max_text_chars: int = Field(200, ge=8, le=200, description="longest text the schema lets the model write")
 
     def backend_for(self, stage: int) -> BackendName:
         """The backend that answers ``stage``."""

@@ -58,8 +58,8 @@ def run_annotation(src: str | os.PathLike, out: str | os.PathLike, cfg: Annotate
     check_tracks(ds)
     backends = _backends(cfg, ds)
     cache = AnswerCache(cache_dir if cache_dir is not None else out / ".cache" / "answers")
-    cached_stages = {s for s in STAGES if cfg.backend_for(s) != "offline"}
-    records, resumed = asyncio.run(_annotate_all(ds, out, cfg, backends, cache, cached_stages, progress))
+    model_stages = {s for s in STAGES if cfg.backend_for(s) != "offline"}
+    records, resumed = asyncio.run(_annotate_all(ds, out, cfg, backends, cache, model_stages, progress))
     result = InterRVOSDataset(out, {v.name: _annotated_video(v, records[v.name]) for v in ds.videos.values()},
                               {o.anno_id: ds.mask_dict[o.anno_id] for v in ds.videos.values()
                                for o in v.objects.values()})
@@ -96,11 +96,11 @@ def _offline_backend(ds: InterRVOSDataset) -> Backend:
 
 
 async def _annotate_all(ds: InterRVOSDataset, out: Path, cfg: AnnotateConfig, backends: dict[int, Backend],
-                        cache: AnswerCache, cached_stages: set[int], progress: bool
+                        cache: AnswerCache, model_stages: set[int], progress: bool
                         ) -> tuple[dict[str, dict[str, Any]], tuple[dict[str, Any], int]]:
     from tqdm import tqdm
 
-    answerer = Answerer(cfg, backends, cache, cached_stages)
+    answerer = Answerer(cfg, backends, cache, model_stages)
     records: dict[str, dict[str, Any]] = {}
     todo = []
     for name in ds.videos:

@@ -128,6 +128,31 @@ class PairExpressions(_Answer):
     appearance_level: Text
 
 
+def limit_schema(schema: dict[str, Any], *, max_items: int | None = None, max_chars: int | None = None
+                 ) -> dict[str, Any]:
+    """Tighten a schema for the model: at most ``max_items`` per list of texts or groups, ``max_chars`` per text.
+
+    Validation keeps the looser bounds of the pydantic model; the tighter schema only bounds what a
+    constrained decoder generates (and so the tokens a small model spends).
+    """
+    out = copy.deepcopy(schema)
+
+    def walk(node: Any, key: str = "") -> None:
+        if not isinstance(node, dict):
+            return
+        if node.get("type") == "string" and "enum" not in node and max_chars is not None:
+            node["maxLength"] = min(node.get("maxLength", max_chars), max_chars)
+        if node.get("type") == "array" and max_items is not None and (
+                node.get("items", {}).get("type") == "string" or key == "groups"):
+            node["maxItems"] = max(node.get("minItems", 0), min(node.get("maxItems", max_items), max_items))
+        for k, v in node.get("properties", {}).items():
+            walk(v, k)
+        walk(node.get("items"), "")
+
+    walk(out)
+    return out
+
+
 def response_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The model's JSON schema with references inlined, titles dropped and no extra properties (strict)."""
     schema = model.model_json_schema()
