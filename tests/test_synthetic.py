@@ -23,6 +23,7 @@ from reviosa.data.synthetic import (
     render_video,
     video_seed,
 )
+from reviosa.data.synthetic.expressions import vocabulary
 from reviosa.data.synthetic.motion import Canvas, interaction
 from reviosa.data.synthetic.shapes import COLORS, SHAPES, polygon, rasterise
 from reviosa.data.synthetic.writer import PARTS_DIR, _job, fingerprint, video_name
@@ -36,7 +37,8 @@ ALL_KINDS = {"chases", "pushes", "hits", "follows", "circles", "moves_with"}
 @pytest.fixture(scope="module")
 def split(tmp_path_factory) -> InterRVOSDataset:
     """A moderate split with the default config (every motion and interaction kind appears)."""
-    return generate_split(tmp_path_factory.mktemp("synth") / "split", load_config(), 60, seed=7, progress=False)
+    return generate_split(tmp_path_factory.mktemp("synth") / "split", load_config(), 60, seed=7, workers=2,
+                          progress=False)
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -135,6 +137,21 @@ def test_occlusion_happens_somewhere():
     assert hidden > 0
 
 
+def test_objects_that_do_not_interact_rarely_touch():
+    # Touching would read as an interaction the scene graph does not have (13% of pair-frames unplanned).
+    pair_frames = touching = 0
+    for i in range(30):
+        rv = render_video(load_config(), video_seed(1, "", i))
+        partner = {j: set(it.objects) for it in rv.graph.interactions for j in it.objects}
+        n = len(rv.graph.objects)
+        for a in range(n):
+            for b in range(a + 1, n):
+                if b not in partner.get(a, ()):
+                    pair_frames += rv.frames.shape[0]
+                    touching += int((rv.full[a] & rv.full[b]).any(axis=(1, 2)).sum())
+    assert pair_frames > 0 and touching / pair_frames < 0.05
+
+
 def test_split_masks_match_render_and_jpeg_colours(split):
     for name in list(split.videos)[:4]:
         video = split.videos[name]
@@ -198,6 +215,8 @@ def test_every_motion_and_interaction_kind_appears(split):
         assert exp_kinds[(ExpressionType.SINGLE, kind, None)]
     texts = [e.text for _, e in split.iter_expressions()]
     assert len(set(texts)) > 0.5 * len(texts)  # wording varies
+    words = set(vocabulary())
+    assert {w for t in texts for w in t.split()} <= words
 
 
 def test_interaction_roles_match_the_scene_graph_in_both_directions(split):

@@ -97,6 +97,17 @@ class Candidate:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+def vocabulary() -> list[str]:
+    """Every word an expression can contain, given the shipped shapes, colours and sizes (sorted)."""
+    from reviosa.data.synthetic.shapes import COLORS, SHAPES
+
+    texts = [*NOUN_SINGULAR, *NOUN_PLURAL, *COLORS, *SHAPES, *(_plural(s) for s in SHAPES), "the",
+             "small", "medium", "large", "shape", "object"]
+    for group in (MOTION_PHRASES.values(), ACTIVE.values(), PASSIVE.values(), [TOGETHER]):
+        texts += [t for options in group for t in options]
+    return sorted({w for t in texts for w in t.replace("{a}", "").replace("{b}", "").split()})
+
+
 def describe(obj: ObjectView, form: str) -> str:
     """Noun phrase (with "the") naming ``obj`` by one description form."""
     if form == "color_only":
