@@ -329,3 +329,17 @@ def test_synthetic_split_annotated_by_the_cli_loads_with_scene_graph_roles(tmp_p
         pairs = [{(e.obj_ids[0], e.target_obj_ids[0]) for e in ds.videos[name].expressions.values() if e.has_target}
                  for ds in (theirs, ours)]
         assert pairs[0] <= pairs[1], name
+
+
+def test_shipped_config_loads_and_bad_configs_name_the_field(tmp_path: Path) -> None:
+    import reviosa.annotate
+    from reviosa.annotate.config import AnnotateConfigError
+
+    shipped = Path(reviosa.annotate.__file__).with_name("default.yaml")
+    assert AnnotateConfig.from_yaml(shipped) == AnnotateConfig()
+    assert AnnotateConfig.from_yaml(shipped, concurrency=32).concurrency == 32
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("backend: gpt\nconcurrency: 0\n")
+    with pytest.raises(AnnotateConfigError, match="backend") as err:
+        AnnotateConfig.from_yaml(bad)
+    assert "concurrency" in str(err.value)
