@@ -1,9 +1,62 @@
-"""``reviosa evaluate``."""
+"""``reviosa evaluate``: score a prediction folder with the InterRVOS protocol."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Attach the evaluate commands (filled in by its module)."""
+    """Attach the ``evaluate`` command."""
+    app.command("evaluate")(evaluate)
+
+
+def evaluate(
+    data: Path = typer.Option(..., "--data", help="Split folder (meta_expressions.json, mask_dict.json, frames)"),
+    predictions: Path = typer.Option(..., "--predictions",
+                                     help="Prediction folder: <video>/<exp_id>/actor|target/<frame>.png"),
+    out: Path | None = typer.Option(None, "--out", help="Output folder [default: <predictions>-eval beside it]"),
+    config: Path | None = typer.Option(None, "--config", help="EvalConfig YAML; flags below override it"),
+    workers: int | None = typer.Option(None, "--workers", help="Worker processes (0 = all cores)"),
+    bound_th: float | None = typer.Option(None, "--bound-th", help="F tolerance (fraction of diagonal, or px >= 1)"),
+    name: str | None = typer.Option(None, "--name", help="Method name in the table [default: predictions folder]"),
+    progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Progress bar"),
+) -> None:
+    """J, F, J&F for InterRVOS-Actor, InterRVOS-Target and RVOS; writes CSV, JSON and a J&F histogram."""
+    from reviosa.data.format import DatasetError, InterRVOSDataset
+    from reviosa.evaluate.config import EvalConfig, EvalConfigError
+    from reviosa.evaluate.predictions import PredictionError
+    from reviosa.evaluate.protocol import evaluate_split
+    from reviosa.evaluate.report import format_table, write_outputs
+
+    overrides = {"workers": workers, "bound_th": bound_th, "progress": progress}
+    try:
+        cfg = (EvalConfig.from_yaml(config, **overrides) if config
+               else EvalConfig(**{k: v for k, v in overrides.items() if v is not None}))
+    except (EvalConfigError, ValueError) as err:
+        typer.echo(f"error: invalid evaluation config: {err}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        ds = InterRVOSDataset.load(data)
+    except DatasetError as err:
+        typer.echo(f"error: invalid dataset: {err}", err=True)
+        raise typer.Exit(2) from None
+    if not predictions.is_dir():
+        typer.echo(f"error: prediction folder {predictions} does not exist", err=True)
+        raise typer.Exit(2)
+    try:
+        result = evaluate_split(ds, predictions, cfg)
+    except (PredictionError, DatasetError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
+    out = out or predictions.resolve().parent / f"{predictions.resolve().name}-eval"
+    paths = write_outputs(result, out)
+    typer.echo(format_table(result, name or predictions.resolve().name))
+    shown = 20
+    for m in result.missing[:shown]:
+        what = "whole role folder, scored J = F = 0" if m.whole_role else f"{len(m.frames)} frame(s) scored empty"
+        typer.echo(f"missing: {m.name} ({what})", err=True)
+    if len(result.missing) > shown:
+        typer.echo(f"missing: ... {len(result.missing) - shown} more, all named in {paths['json']}", err=True)
+    typer.echo(f"wrote {paths['csv']}, {paths['json']}, {paths['histogram']}")

@@ -57,3 +57,44 @@ def read_mask_png(path: str | os.PathLike) -> np.ndarray:
     if arr.ndim == 3:
         arr = arr.any(axis=-1)
     return arr != 0
+
+
+class PredictionError(ValueError):
+    """A prediction file cannot be scored (wrong size, unreadable); the message names the file."""
+
+    def __init__(self, path: str | os.PathLike, message: str):
+        self.path, self.reason = str(path), message
+        super().__init__(f"{self.path}: {message}")
+
+    def __reduce__(self):
+        # Raised in worker processes: must survive pickling with both arguments.
+        return type(self), (self.path, self.reason)
+
+
+def read_track(pred_dir: str | os.PathLike, video: str, exp_id: str, role: str, frames: list[str],
+               size: tuple[int, int]) -> tuple[np.ndarray | None, list[str]]:
+    """Read one role's (T, H, W) bool masks and the names of frames with no PNG.
+
+    Returns ``(None, frames)`` when the role folder does not exist. A missing frame reads as an empty mask;
+    a PNG of another size than ``size`` raises :class:`PredictionError` (a predictor that forgot to resize
+    back must not be scored on a misaligned grid, nor silently zeroed).
+    """
+    folder = role_dir(pred_dir, video, exp_id, role)
+    if not folder.is_dir():
+        return None, list(frames)
+    masks = np.zeros((len(frames), *size), dtype=bool)
+    missing = []
+    for t, name in enumerate(frames):
+        path = folder / f"{name}.png"
+        try:
+            m = read_mask_png(path)
+        except FileNotFoundError:
+            missing.append(name)
+            continue
+        except OSError as err:  # PIL.UnidentifiedImageError is an OSError
+            raise PredictionError(path, f"not a readable PNG ({err})") from None
+        if m.shape != tuple(size):
+            raise PredictionError(path, f"mask is {m.shape[0]}x{m.shape[1]} (HxW) but the video is "
+                                  f"{size[0]}x{size[1]}; predictions must be at the original resolution")
+        masks[t] = m
+    return masks, missing
