@@ -234,3 +234,14 @@ def test_metrics_are_symmetric():
     gt, pred = _random_masks(rng, 5, 50, 60)
     assert np.array_equal(region_similarity(gt, pred), region_similarity(pred, gt))
     assert np.array_equal(contour_accuracy(gt, pred), contour_accuracy(pred, gt))
+
+
+def test_views_and_dtypes_give_the_same_numbers():
+    rng = np.random.default_rng(11)
+    gt, pred = _random_masks(rng, 4, 60, 90)
+    j, f = jf(gt, pred)
+    strided_gt = np.asfortranarray(gt)[:, ::1, :]
+    wide = np.zeros((4, 60, 180), np.uint8)
+    wide[:, :, ::2] = pred * 255  # a strided uint8 view of the same prediction
+    j2, f2 = jf(strided_gt, wide[:, :, ::2])
+    assert np.array_equal(j, j2) and np.array_equal(f, f2)

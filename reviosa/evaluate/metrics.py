@@ -96,11 +96,6 @@ def _as_bool(x: np.ndarray) -> np.ndarray:
     return x if x.dtype == np.bool_ else x.astype(bool)
 
 
-def _pad_words(r: int) -> int:
-    # Bits spilling past a row's end and the next row's start must not meet within r one-pixel steps.
-    return max(1, -(-2 * r // 64))
-
-
 def _scores(g: np.ndarray, p: np.ndarray, r: int | None, *, need_j: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame J (if ``need_j``) and F (if ``r`` is given) of (T, H, W) bool stacks, chunk by chunk.
 
@@ -111,7 +106,8 @@ def _scores(g: np.ndarray, p: np.ndarray, r: int | None, *, need_j: bool = True)
     t, h, w = g.shape
     j = np.ones(t, dtype=np.float64)
     f = np.ones(t, dtype=np.float64)
-    pad = _pad_words(r or 0)
+    # Spare bits after each row: >= 1 so the last column's right neighbour is padding, >= 2r for the dilation.
+    spare = max(1, 2 * (r or 0))
     step = max(1, _CHUNK_PIXELS // (h * w))
     for start in range(0, t, step):
         sl = slice(start, min(t, start + step))
@@ -124,7 +120,7 @@ def _scores(g: np.ndarray, p: np.ndarray, r: int | None, *, need_j: bool = True)
         cols = np.flatnonzero(union[rows[0]: rows[-1] + 1].any(axis=0))
         y0, y1 = max(0, rows[0] - 1), min(h, rows[-1] + 2)
         x0, x1 = max(0, cols[0] - 1), min(w, cols[-1] + 2)
-        nwp = -(-(x1 - x0) // 64) + pad
+        nwp = -(-(x1 - x0 + spare) // 64)
         pg = _pack(gc[:, y0:y1, x0:x1], nwp)
         pp = _pack(pc[:, y0:y1, x0:x1], nwp)
         if need_j:
