@@ -12,8 +12,11 @@ from _splits import H, W, _tracks, make_split
 from reviosa.data.format import (
     DatasetError,
     Direction,
+    Expression,
     ExpressionType,
     InterRVOSDataset,
+    ObjectInfo,
+    Video,
 )
 from reviosa.data.rle import decode_rle, encode_mask, encode_track
 from reviosa.data.video import write_jpeg
@@ -161,3 +164,27 @@ def test_save_is_atomic(split: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         ds.save()
     assert (split / "meta_expressions.json").read_bytes() == before
     assert not [p for p in split.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_video_file_source_is_decoded_with_pyav(tmp_path: Path) -> None:
+    """A split whose video is a file (not a JPEG folder) validates and reads back its frames."""
+    from reviosa.data.video import read_frames, write_video
+
+    root = tmp_path / "vf"
+    frames = np.zeros((5, H, W, 3), np.uint8)
+    for i in range(5):
+        frames[i, ..., 1] = 40 * i
+    write_video(root / "videos" / "clip.mp4", frames, fps=5)
+    track = np.zeros((5, H, W), bool)
+    track[:, 4:12, 4:12] = True
+    v = Video("clip", [f"{i:05d}" for i in range(5)], objects={0: ObjectInfo(0, 1, "box")}, height=H, width=W,
+              video_file="videos/clip.mp4")
+    v.expressions = {"0": Expression("0", "the box", [0], [1])}
+    InterRVOSDataset(root, {"clip": v}, {1: encode_track(track)}).save()
+    ds = InterRVOSDataset.load(root)
+    got = read_frames(ds, ds.videos["clip"], [0, 3, 4])
+    assert got.shape == (3, H, W, 3)
+    assert [abs(int(f[..., 1].mean()) - 40 * i) <= 6 for f, i in zip(got, (0, 3, 4))] == [True] * 3
+    (root / "videos" / "clip.mp4").unlink()
+    with pytest.raises(DatasetError, match="video_file"):
+        InterRVOSDataset.load(root)
