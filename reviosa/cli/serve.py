@@ -1,0 +1,40 @@
+"""``reviosa serve``: the KServe predictor on this machine (loopback by default), v1 and v2 REST."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the serve command."""
+    app.command("serve")(serve)
+
+
+def serve(model: str = typer.Option(None, "--model", help="Checkpoint folder or s3:// URI (save_pretrained)"),
+          config: Path = typer.Option(None, "--config", help="YAML with a `serve:` section"),
+          port: int = typer.Option(None, "--port", help="HTTP port (default 8080)"),
+          host: str = typer.Option("127.0.0.1", "--host", help="Bind address; 0.0.0.0 only inside a pod"),
+          name: str = typer.Option(None, "--name", help="Model name in the URLs (default reviosa)"),
+          allow_url: list[str] = typer.Option(None, "--allow-url",
+                                              help="URL prefix requests may name as video_uri (repeatable)"),
+          max_frames: int = typer.Option(None, "--max-frames"),
+          device: str = typer.Option(None, "--device")) -> None:
+    """Serve a ReVIOSa checkpoint: POST /v2/models/<name>/infer or /v1/models/<name>:predict; GET .../ready."""
+    import logging
+
+    from reviosa.model.checkpoint import CheckpointError
+    from reviosa.serve.config import ServeConfig, ServeConfigError
+    from reviosa.serve.server import serve as run_server
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        cfg = ServeConfig.from_yaml(config, model_uri=model, http_port=port, host=host, model_name=name,
+                                    allowed_url_prefixes=allow_url or None, max_frames=max_frames, device=device)
+    except ServeConfigError as err:
+        raise typer.BadParameter(str(err)) from None
+    try:
+        run_server(cfg)
+    except CheckpointError as err:
+        raise typer.BadParameter(str(err), param_hint="--model") from None
