@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from reviosa.yamlconfig import load_yaml_config
 
 
 class EvalConfigError(ValueError):
@@ -36,16 +36,4 @@ class EvalConfig(BaseModel):
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, **overrides: object) -> "EvalConfig":
         """Load a YAML file; keyword overrides that are not None win over the file."""
-        path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise EvalConfigError(f"{path}: cannot read config ({err})") from None
-        if not isinstance(raw, dict):
-            raise EvalConfigError(f"{path}: top level must be a mapping")
-        raw.update({k: v for k, v in overrides.items() if v is not None})
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as err:
-            fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-            raise EvalConfigError(f"{path}: {fields}") from None
+        return load_yaml_config(cls, path, EvalConfigError, "evaluation config", **overrides)

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from reviosa.yamlconfig import load_yaml_config
 
 CONFIG_DIR = Path(__file__).with_name("configs")
 
@@ -168,18 +170,7 @@ class ModelConfig(_Strict):
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, **overrides: object) -> "ModelConfig":
         """Load a YAML config (a name such as ``tiny`` means the shipped ``configs/tiny.yaml``)."""
-        path = resolve_config_path(path)
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise ModelConfigError(f"{path}: cannot read model config ({err})") from None
-        if not isinstance(raw, dict):
-            raise ModelConfigError(f"{path}: a model config must be a mapping")
-        raw.update(overrides)
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as err:
-            raise ModelConfigError(f"{path}: {err}") from None
+        return load_yaml_config(cls, resolve_config_path(path), ModelConfigError, "model config", **overrides)
 
     def to_yaml(self) -> str:
         """The config as YAML text (round-trips through ``from_yaml``)."""

@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 from typing import get_args
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from reviosa.data.scene_graph import InteractionKind, Motion
 from reviosa.data.synthetic.shapes import COLORS, SHAPES
+from reviosa.yamlconfig import load_yaml_config, validate_config
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
 SIZE_NAMES = ("small", "medium", "large")
@@ -76,28 +76,12 @@ class SyntheticConfig(BaseModel):
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, **overrides: object) -> "SyntheticConfig":
         """Load a YAML config (a mapping of the fields above), then apply keyword overrides."""
-        path = Path(path)
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise SyntheticConfigError(f"{path}: cannot read config ({err})") from None
-        if not isinstance(doc, dict):
-            raise SyntheticConfigError(f"{path}: top level must be a mapping of settings, got {type(doc).__name__}")
-        given = {k: v for k, v in overrides.items() if v is not None}
-        source = f"{path} with overrides {given}" if given else str(path)
-        return cls.build({**doc, **given}, source=source)
+        return load_yaml_config(cls, path, SyntheticConfigError, "synthetic config", **overrides)
 
     @classmethod
     def build(cls, values: dict, *, source: str = "config") -> "SyntheticConfig":
         """Validate a mapping, turning pydantic's error into one readable :class:`SyntheticConfigError`."""
-        try:
-            return cls.model_validate(values)
-        except ValidationError as err:
-            lines = []
-            for e in err.errors():
-                where = ".".join(str(p) for p in e["loc"]) or "(config)"
-                lines.append(f"{where}: {e['msg']}")
-            raise SyntheticConfigError(f"{source}: invalid synthetic config: " + "; ".join(lines)) from None
+        return validate_config(cls, values, source, SyntheticConfigError, "synthetic config")
 
 
 def load_config(path: str | os.PathLike | None = None, **overrides: object) -> SyntheticConfig:
