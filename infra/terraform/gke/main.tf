@@ -1,0 +1,141 @@
+# A GKE cluster for reviosa: a CPU pool for the platform services and CPU steps, and a tainted,
+# autoscaled GPU pool for training steps and the predictor. Dataplane V2 enforces the NetworkPolicies
+# in manifests/, and Workload Identity keeps node credentials away from pods.
+
+resource "google_service_account" "nodes" {
+  account_id   = "${var.cluster_name}-nodes"
+  display_name = "reviosa GKE nodes"
+}
+
+# Nodes only need to write logs and metrics and pull images.
+resource "google_project_iam_member" "nodes" {
+  for_each = toset([
+    "roles/logging.logWriter",
+    "roles/monitoring.metricWriter",
+    "roles/monitoring.viewer",
+    "roles/artifactregistry.reader",
+  ])
+  project = var.project_id
+  role    = each.value
+  member  = "serviceAccount:${google_service_account.nodes.email}"
+}
+
+resource "google_artifact_registry_repository" "images" {
+  location      = var.region
+  repository_id = var.cluster_name
+  format        = "DOCKER"
+  description   = "reviosa project image (infra/Dockerfile)"
+}
+
+resource "google_container_cluster" "main" {
+  name     = var.cluster_name
+  location = var.region
+  # Node pools are managed below; the default pool is created and removed at once.
+  remove_default_node_pool = true
+  initial_node_count       = 1
+  node_locations           = var.zones
+  deletion_protection      = true
+
+  datapath_provider = "ADVANCED_DATAPATH"
+
+  release_channel {
+    channel = var.release_channel
+  }
+
+  workload_identity_config {
+    workload_pool = "${var.project_id}.svc.id.goog"
+  }
+
+  ip_allocation_policy {}
+
+  addons_config {
+    gce_persistent_disk_csi_driver_config {
+      enabled = true
+    }
+  }
+}
+
+resource "google_container_node_pool" "cpu" {
+  name     = "cpu"
+  cluster  = google_container_cluster.main.id
+  location = var.region
+
+  autoscaling {
+    min_node_count = var.cpu_min_nodes
+    max_node_count = var.cpu_max_nodes
+  }
+
+  management {
+    auto_repair  = true
+    auto_upgrade = true
+  }
+
+  node_config {
+    machine_type    = var.cpu_machine_type
+    disk_size_gb    = var.disk_size_gb
+    disk_type       = "pd-balanced"
+    service_account = google_service_account.nodes.email
+    oauth_scopes    = ["https://www.googleapis.com/auth/cloud-platform"]
+    labels = {
+      "reviosa.io/pool" = "cpu"
+    }
+    workload_metadata_config {
+      mode = "GKE_METADATA"
+    }
+    shielded_instance_config {
+      enable_secure_boot = true
+    }
+  }
+}
+
+resource "google_container_node_pool" "gpu" {
+  name     = "gpu"
+  cluster  = google_container_cluster.main.id
+  location = var.region
+
+  autoscaling {
+    min_node_count = var.gpu_min_nodes
+    max_node_count = var.gpu_max_nodes
+  }
+
+  management {
+    auto_repair  = true
+    auto_upgrade = true
+  }
+
+  node_config {
+    machine_type    = var.gpu_machine_type
+    disk_size_gb    = var.disk_size_gb
+    disk_type       = "pd-ssd"
+    spot            = var.gpu_spot
+    service_account = google_service_account.nodes.email
+    oauth_scopes    = ["https://www.googleapis.com/auth/cloud-platform"]
+
+    guest_accelerator {
+      type  = var.gpu_type
+      count = var.gpus_per_node
+      # GKE installs the NVIDIA driver itself; no driver DaemonSet to manage.
+      gpu_driver_installation_config {
+        gpu_driver_version = "DEFAULT"
+      }
+    }
+
+    labels = {
+      "reviosa.io/pool" = "gpu"
+    }
+
+    # Explicit even though GKE taints GPU nodes itself, so the same tolerations work on other clouds.
+    taint {
+      key    = var.gpu_taint.key
+      value  = var.gpu_taint.value
+      effect = var.gpu_taint.effect
+    }
+
+    workload_metadata_config {
+      mode = "GKE_METADATA"
+    }
+    shielded_instance_config {
+      enable_secure_boot = true
+    }
+  }
+}

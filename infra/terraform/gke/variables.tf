@@ -1,0 +1,102 @@
+variable "project_id" {
+  description = "Google Cloud project that owns the cluster and the image repository."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the cluster, its node pools and the Artifact Registry repository."
+  type        = string
+  default     = "us-central1"
+}
+
+variable "zones" {
+  description = "Zones for the node pools; pick zones that offer gpu_type (gcloud compute accelerator-types list)."
+  type        = list(string)
+  default     = ["us-central1-a"]
+}
+
+variable "cluster_name" {
+  description = "Name of the GKE cluster."
+  type        = string
+  default     = "reviosa"
+}
+
+variable "release_channel" {
+  description = "GKE release channel (RAPID, REGULAR, STABLE)."
+  type        = string
+  default     = "REGULAR"
+}
+
+variable "cpu_machine_type" {
+  description = "Machine type of the CPU pool (MinIO, Postgres, MLflow, KFP, CPU pipeline steps)."
+  type        = string
+  default     = "e2-standard-8"
+}
+
+variable "cpu_min_nodes" {
+  description = "Minimum CPU nodes per zone."
+  type        = number
+  default     = 1
+}
+
+variable "cpu_max_nodes" {
+  description = "Maximum CPU nodes per zone."
+  type        = number
+  default     = 4
+}
+
+variable "gpu_machine_type" {
+  description = "Machine type of the GPU pool; must accept gpu_type (g2-standard-* carries NVIDIA L4)."
+  type        = string
+  default     = "g2-standard-8"
+}
+
+variable "gpu_type" {
+  description = "Accelerator type; also the node label cloud.google.com/gke-accelerator that the gpu-cloud overlay selects."
+  type        = string
+  default     = "nvidia-l4"
+}
+
+variable "gpus_per_node" {
+  description = "GPUs attached to each GPU node."
+  type        = number
+  default     = 1
+}
+
+variable "gpu_min_nodes" {
+  description = "Minimum GPU nodes per zone; 0 lets the pool scale to zero when nothing runs."
+  type        = number
+  default     = 0
+}
+
+variable "gpu_max_nodes" {
+  description = "Maximum GPU nodes per zone."
+  type        = number
+  default     = 2
+}
+
+variable "gpu_spot" {
+  description = "Use Spot VMs for the GPU pool (cheaper, can be preempted; KFP retries preempted steps)."
+  type        = bool
+  default     = false
+}
+
+variable "gpu_taint" {
+  description = "Taint on every GPU node, so only pods that tolerate it (GPU steps, the predictor) land there."
+  type = object({
+    key    = string
+    value  = string
+    effect = string
+  })
+  default = {
+    key    = "nvidia.com/gpu"
+    value  = "present"
+    effect = "NO_SCHEDULE"
+  }
+}
+
+variable "disk_size_gb" {
+  description = "Boot disk size of every node; the project image with CUDA torch is about 10 GB."
+  type        = number
+  default     = 100
+}
