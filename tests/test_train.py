@@ -1,0 +1,144 @@
+"""Trainer pieces: config errors, deterministic sharded data, augmentation, LR schedule, a short run end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reviosa.data.synthetic import generate_split, load_config
+from reviosa.train.config import AugmentConfig, TrainConfig, TrainConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> Path:
+    """A small synthetic split (6 videos of 8 frames, 64x64)."""
+    out = tmp_path_factory.mktemp("synth") / "train"
+    generate_split(out, load_config(frames=8, height=64, width=64), 6, seed=0, split="train", progress=False)
+    return out
+
+
+def tiny_cfg(synth: Path, out: Path, **over) -> TrainConfig:
+    base = {"data.train": str(synth), "data.val": None, "out": str(out), "steps": 4, "checkpoint.every": 2,
+            "tracking.enabled": False, "validation.max_videos": 2}
+    base.update(over)
+    return TrainConfig.from_yaml("tiny", **base)
+
+
+def run_cli(args: list[str], env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    full = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "reviosa.train", *args], cwd=ROOT, env=full, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def sets(cfg: dict) -> list[str]:
+    return [a for k, v in cfg.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+
+
+def test_config_errors_name_the_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: {train: x}\nsteps: 0\noptim: {lr: -1}\nbogus: 1\n")
+    with pytest.raises(TrainConfigError) as err:
+        TrainConfig.from_yaml(bad)
+    msg = str(err.value)
+    assert "bad.yaml" in msg and "steps" in msg and "optim.lr" in msg and "bogus" in msg
+    with pytest.raises(TrainConfigError, match="no such training config"):
+        TrainConfig.from_yaml(tmp_path / "missing.yaml")
+    cfg = TrainConfig.from_yaml("tiny", **{"model_overrides": {"loss": {"aml_weight": 0.0}}})
+    mcfg = cfg.model_config_obj()
+    assert mcfg.loss.aml_weight == 0.0 and mcfg.loss.num_points == 0  # nested merge keeps the tiny loss fields
+    with pytest.raises(TrainConfigError, match="model_overrides"):
+        TrainConfig.from_yaml("tiny", **{"model_overrides": {"loss": {"aml_heads": [[99, 0]]}}}).model_config_obj()
+
+
+def test_clips_are_deterministic_and_ranks_disjoint(synth):
+    from reviosa.data.format import InterRVOSDataset
+    from reviosa.model.checkpoint import build_model
+    from reviosa.model.config import ModelConfig
+    from reviosa.train.data import ExpressionClips, make_loader
+
+    cfg = ModelConfig.from_yaml("tiny")
+    model = build_model(cfg)
+    ds = InterRVOSDataset.load(synth)
+    clips = ExpressionClips(ds, cfg, model.tokenizer, expressions_per_sample=2, seed=3)
+    assert len(clips) == sum(len(v.expressions) for v in ds.videos.values())
+    first = [clips.draw(i) for i in range(len(clips))]
+    assert first == [clips.draw(i) for i in range(len(clips))]
+    assert {(v, e[0]) for v, e, _ in first} == set(clips.items)  # every expression anchors once per epoch
+    assert all(len(e) == 2 and len(f) == cfg.train_frames and f == sorted(f) for _, e, f in first)
+    has_target = [ds.videos[v].expressions[e[0]].has_target for v, e, _ in first]
+    assert any(has_target) and not all(has_target)  # interaction and plain expressions are mixed
+    clips.set_epoch(1)
+    assert [clips.draw(i) for i in range(len(clips))] != first
+    sample = clips[0]
+    assert sample.actor_masks.shape[:2] == (2, cfg.train_frames)
+
+    shards = []
+    for rank in range(2):
+        _, sampler = make_loader(clips, 2, rank, 2, seed=0)
+        sampler.set_epoch(0)
+        shards.append(list(sampler))
+    assert len(shards[0]) == len(shards[1]) and not set(shards[0]) & set(shards[1])
+    _, sampler = make_loader(clips, 2, 0, 2, seed=0)
+    sampler.set_epoch(0)
+    sampler.start = 4
+    assert list(sampler) == shards[0][4:] and len(sampler) == len(shards[0]) - 4
+    with pytest.raises(ValueError, match="too few"):
+        make_loader(clips, len(clips), 0, 2, seed=0)
+
+
+def test_augment_moves_masks_with_frames():
+    from reviosa.train.data import augment
+
+    frames = np.zeros((2, 4, 6, 3), np.uint8)
+    frames[:, :, 0] = 200
+    masks = np.zeros((1, 2, 4, 6), bool)
+    masks[..., 0] = True
+    out, (m,) = augment(frames, [masks], AugmentConfig(hflip=1.0), np.random.default_rng(0))
+    assert (out[:, :, -1] == 200).all() and m[..., -1].all() and not m[..., 0].any()
+    out, (m2,) = augment(frames, [masks], AugmentConfig(brightness=0.2, contrast=0.2), np.random.default_rng(0))
+    assert out.dtype == np.uint8 and not np.array_equal(out, frames) and np.array_equal(m2, masks)
+
+
+def test_lr_schedule_warms_up_then_decays(synth, tmp_path):
+    from reviosa.train.trainer import lr_lambda
+
+    f = lr_lambda(tiny_cfg(synth, tmp_path, steps=100, **{"optim.warmup_steps": 10, "optim.min_lr_ratio": 0.1}))
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0) and f(55) < f(20) and f(100) == pytest.approx(0.1)
+
+
+def test_single_process_run_learns_and_saves(synth, tmp_path):
+    """A short CLI run: losses logged per step, the training loss falls, final weights load with from_pretrained."""
+    out = tmp_path / "run"
+    proc = run_cli(["--config", "tiny", "--no-progress",
+                    *sets({"data.train": str(synth), "data.val": None, "out": str(out), "steps": 12,
+                           "checkpoint.every": 6, "tracking.enabled": False, "optim.lr": 3e-3,
+                           "optim.warmup_steps": 0, "data.expressions_per_sample": 1, "batch_size": 2})])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    hist = [json.loads(ln) for ln in (out / "history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in hist] == list(range(1, 13))
+    for key in ("loss", "loss_seg", "loss_dice", "loss_aml", "loss_text", "lr", "samples_per_s"):
+        assert all(np.isfinite(h[key]) for h in hist), key
+    assert np.mean([h["loss"] for h in hist[-3:]]) < np.mean([h["loss"] for h in hist[:3]])
+    assert json.loads((out / "checkpoints" / "latest.json").read_text())["step"] == 12
+    assert sorted(p.name for p in (out / "checkpoints").glob("step-*")) == ["step-0000006", "step-0000012"]
+
+    from reviosa.model.checkpoint import from_pretrained
+    from reviosa.train.trainer import param_checksum
+
+    model = from_pretrained(out / "final")
+    assert param_checksum(model) == json.loads((out / "ranks" / "rank-0.json").read_text())["checksum"]
+
+
+def test_bad_split_is_a_clear_error(tmp_path):
+    proc = run_cli(["--config", "tiny", "--set", f"data.train={tmp_path / 'nope'}", "--set", f"out={tmp_path}/o",
+                    "--set", "tracking.enabled=false"])
+    assert proc.returncode != 0 and "nope" in proc.stderr
