@@ -272,6 +272,6 @@ def test_kind_config_is_a_cpu_cluster_matching_the_docs():
     assert roles.count("control-plane") == 1 and roles.count("worker") >= 1
     # The default CNI (kindnet) is the one that enforces the NetworkPolicies.
     assert cfg.get("networking", {}).get("disableDefaultCNI", False) is False
-    load = f"kind load docker-image reviosa:0.1.0 --name {cfg['name']}"
+    load = f"kind load docker-image ghcr.io/reviosa/reviosa:0.1.0 --name {cfg['name']}"
     assert load in (INFRA / "README.md").read_text()
     assert load in (ROOT / "manifests" / "overlays" / "local" / "kustomization.yaml").read_text()

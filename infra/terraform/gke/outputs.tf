@@ -21,7 +21,7 @@ output "image_repository" {
 
 output "gpu_node_selector" {
   description = "Node label that selects the GPU pool (used by the gpu-cloud overlay and KFP GPU steps)."
-  value       = { "cloud.google.com/gke-accelerator" = var.gpu_type }
+  value       = google_container_node_pool.gpu.node_config[0].labels
 }
 
 output "gpu_taint" {

@@ -52,7 +52,7 @@ variable "gpu_machine_type" {
 }
 
 variable "gpu_type" {
-  description = "Accelerator type; also the node label cloud.google.com/gke-accelerator that the gpu-cloud overlay selects."
+  description = "Accelerator type of the GPU pool (gcloud compute accelerator-types list)."
   type        = string
   default     = "nvidia-l4"
 }
