@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
+
+from reviosa.yamlconfig import load_yaml_config
 
 BackendName = Literal["offline", "openai"]
 STAGES: tuple[int, ...] = (1, 2, 3, 4)
@@ -15,6 +15,21 @@ STAGES: tuple[int, ...] = (1, 2, 3, 4)
 
 class AnnotateConfigError(ValueError):
     """An annotation config is invalid; the message names the file and the fields."""
+
+
+class TrackingConfig(BaseModel):
+    """Stage 0: SAM2 tracking of objects that have prompts but no given mask track."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompts: str | None = Field(None, description="prompts file; None = the split's prompts.json if present")
+    sam2_config: str = Field("large", description="tiny (random, tests/demo), large (sam2_hiera_l) or a YAML "
+                             "file holding a SAM2Config or a model config with a 'sam2' section")
+    sam2_checkpoint: str | None = Field(None, description="official SAM2 .pt / .safetensors path or s3:// URI")
+    allow_random_weights: bool = Field(False, description="track with a randomly initialised SAM2 (meaningless "
+                                       "masks except the copied mask prompts; tests and the demo only)")
+    seed: int = Field(0, description="seed of the random initialisation when no checkpoint is given")
+    device: str = Field("cpu", description="torch device, e.g. cuda or cuda:1")
 
 
 class AnnotateConfig(BaseModel):
@@ -41,6 +56,7 @@ class AnnotateConfig(BaseModel):
     image_max_side: int = Field(448, ge=32, description="frames are downscaled so the longer side is at most this")
     max_expressions_per_kind: int = Field(3, ge=1, le=3, description="expressions per cue and object, groups per video")
     max_text_chars: int = Field(200, ge=8, le=200, description="longest text the schema lets the model write")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="stage 0 (SAM2 mask tracks)")
 
     def backend_for(self, stage: int) -> BackendName:
         """The backend that answers ``stage``."""
@@ -49,19 +65,7 @@ class AnnotateConfig(BaseModel):
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, **overrides) -> "AnnotateConfig":
         """Load a YAML file; keyword overrides (CLI flags) win over the file."""
-        path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise AnnotateConfigError(f"{path}: cannot read config ({err})") from None
-        if not isinstance(raw, dict):
-            raise AnnotateConfigError(f"{path}: top level must be a mapping")
-        raw.update({k: v for k, v in overrides.items() if v is not None})
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as err:
-            fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-            raise AnnotateConfigError(f"{path}: {fields}") from None
+        return load_yaml_config(cls, path, AnnotateConfigError, "annotation config", **overrides)
 
     def api_key(self) -> str | None:
         """The API key from the environment, if set."""

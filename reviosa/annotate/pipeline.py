@@ -4,6 +4,7 @@ Layout of the output folder::
 
     meta_expressions.json, mask_dict.json, JPEGImages/   the annotated split (same frames and masks)
     annotations/<video>.json                             every stage's answers and failures, per video
+    tracks/<video>.json                                  stage 0: SAM2 tracks of prompted objects, per video
     annotate_report.json                                 counts per expression type, failures, calls, tokens
     .cache/answers/                                      content-addressed model answers (unless --cache-dir)
 
@@ -25,6 +26,7 @@ from reviosa.annotate.answering import Answerer, dumps
 from reviosa.annotate.backends import Backend, OpenAIBackend
 from reviosa.annotate.cache import AnswerCache
 from reviosa.annotate.config import STAGES, AnnotateConfig
+from reviosa.annotate.prompts_file import PROMPTS_FILE, load_prompts
 from reviosa.annotate.stages import VideoJob, annotate_video
 from reviosa.annotate.tracks import check_tracks
 from reviosa.data.atomic import atomic_write_text
@@ -55,6 +57,7 @@ def run_annotation(src: str | os.PathLike, out: str | os.PathLike, cfg: Annotate
     if src.resolve() == out.resolve():
         raise ValueError("the output folder must differ from the input split")
     ds = InterRVOSDataset.load(src)
+    track_counts = _track_prompted(ds, src, out, cfg, progress)
     check_tracks(ds)
     backends = _backends(cfg, ds)
     cache = AnswerCache(cache_dir if cache_dir is not None else out / ".cache" / "answers")
@@ -67,9 +70,24 @@ def run_annotation(src: str | os.PathLike, out: str | os.PathLike, cfg: Annotate
         shutil.copyfile(src / SCENE_GRAPH_FILE, out / SCENE_GRAPH_FILE)
     result.save()
     report = build_report(result, records, resumed[1])
+    report["tracks"] = track_counts
     report["calls"] = resumed[0]
     atomic_write_text(out / REPORT_FILE, json.dumps(report, indent=1))
     return report
+
+
+def _track_prompted(ds: InterRVOSDataset, src: Path, out: Path, cfg: AnnotateConfig, progress: bool
+                    ) -> dict[str, int]:
+    """Stage 0: SAM2 tracks for objects with a prompt but no given track, merged into ``ds.mask_dict``."""
+    given = sum(1 for v in ds.videos.values() for o in v.objects.values() if o.anno_id in ds.mask_dict)
+    path = Path(cfg.tracking.prompts) if cfg.tracking.prompts else src / PROMPTS_FILE
+    if cfg.tracking.prompts is None and not path.exists():
+        return {"objects_given": given, "objects_tracked": 0, "videos_tracked": 0, "videos_tracked_resumed": 0}
+    from reviosa.annotate.tracking import TRACKS_DIR, track_split
+
+    tracks, counts = track_split(ds, load_prompts(path), cfg.tracking, out / TRACKS_DIR, progress=progress)
+    ds.mask_dict.update(tracks)
+    return counts
 
 
 def _backends(cfg: AnnotateConfig, ds: InterRVOSDataset) -> dict[int, Backend]:

@@ -1,8 +1,8 @@
-"""Stage 0, mask tracks: the pipeline annotates objects whose tracks are given in ``mask_dict.json``.
+"""Stage 0, mask tracks: every object needs a track, given in ``mask_dict.json`` or made by SAM2 from a prompt.
 
-Tracking from first-frame prompts (boxes/points) with SAM2's video predictor is not available in this
-environment (the predictor needs torchvision), so a video whose objects lack tracks is rejected with a
-clear error instead of being annotated without masks.
+Objects with prompts (``prompts.json``, see :mod:`reviosa.annotate.prompts_file`) but no given track are tracked
+by :mod:`reviosa.annotate.tracking` first; an object with neither is rejected here with a clear error instead of
+being annotated without masks.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ def check_tracks(ds: InterRVOSDataset) -> None:
         for obj in video.objects.values():
             track = ds.mask_dict.get(obj.anno_id)
             if track is None:
-                raise DatasetError(ds.root / MASK_FILE, f"object {obj.obj_id} has no mask track (tracking from "
-                                   "prompts is not supported: give the tracks)", video=name, field=str(obj.anno_id))
+                raise DatasetError(ds.root / MASK_FILE, f"object {obj.obj_id} has no mask track and no SAM2 "
+                                   "prompt (give its track, or a prompt in prompts.json)", video=name, field=str(obj.anno_id))
             if len(track) != video.num_frames:
                 raise DatasetError(ds.root / MASK_FILE, f"mask track has {len(track)} entries but the video has "
                                    f"{video.num_frames} frames", video=name, field=str(obj.anno_id))
