@@ -33,7 +33,8 @@ class ServeConfig:
     fetch_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
-        for name in ("max_frames", "max_bytes", "max_height", "max_width", "max_expression_chars", "max_instances", "http_port"):
+        for name in ("max_frames", "max_bytes", "max_height", "max_width", "max_expression_chars", "max_instances",
+                     "http_port"):
             if int(getattr(self, name)) < 1:
                 raise ServeConfigError(f"`{name}` must be a positive integer, got {getattr(self, name)!r}")
         for prefix in self.allowed_url_prefixes:

@@ -1,0 +1,13 @@
+"""Version an annotated split with DVC in S3 (tag ``data-vN``)."""
+
+from kfp.dsl import Dataset, Input, component
+
+from reviosa.pipelines.image import IMAGE
+
+
+@component(base_image=IMAGE, install_kfp_package=False)
+def snapshot(split: Input[Dataset], repo: str, name: str, message: str) -> str:
+    """Copy the split into ``repo``'s ``data/<name>``, ``dvc push``, tag; return the tag."""
+    from reviosa.pipelines import steps
+
+    return steps.snapshot(split.path, repo, name, message)["version"]

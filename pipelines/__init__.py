@@ -1,0 +1,1 @@
+"""KFP v2 pipelines over the components in ``components/``: annotation, training + evaluation, end to end."""

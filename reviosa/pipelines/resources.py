@@ -1,0 +1,49 @@
+"""Task settings shared by the pipelines: CPU/memory requests, the GPU pool, retries, caching, secrets."""
+
+from __future__ import annotations
+
+#: Node label and taint of the GPU pool (``infra/terraform`` creates the pool with both).
+GPU_POOL_LABEL = ("reviosa.io/pool", "gpu")
+GPU_TAINT_KEY = "nvidia.com/gpu"
+#: Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and config map with endpoints (``manifests/base``).
+S3_SECRET = "reviosa-s3"
+STORAGE_CONFIG_MAP = "reviosa-storage"
+
+
+def cpu(task, cpu: str = "1", memory: str = "4Gi"):
+    """Request (and cap at twice) CPU and memory for a CPU step."""
+    task.set_cpu_request(cpu).set_memory_request(memory)
+    task.set_cpu_limit(str(2 * float(cpu))).set_memory_limit(memory)
+    return task
+
+
+def gpu(task, gpus: int = 1, cpu: str = "8", memory: str = "48Gi"):
+    """Put a step on the tainted GPU pool: ``nvidia.com/gpu`` limit, node selector, toleration."""
+    from kfp import kubernetes
+
+    task.set_cpu_request(cpu).set_memory_request(memory).set_memory_limit(memory)
+    task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(gpus)
+    kubernetes.add_node_selector(task, label_key=GPU_POOL_LABEL[0], label_value=GPU_POOL_LABEL[1])
+    kubernetes.add_toleration(task, key=GPU_TAINT_KEY, operator="Exists", effect="NoSchedule")
+    # NCCL and dataloader workers need more shared memory than a container's 64 MiB default.
+    kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit="16Gi")
+    return task
+
+
+def s3_env(task):
+    """Give a step the S3 credentials (secret) and the S3/MLflow endpoints (config map) of the cluster."""
+    from kfp import kubernetes
+
+    kubernetes.use_secret_as_env(task, secret_name=S3_SECRET, secret_key_to_env={
+        "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"})
+    keys = ("REVIOSA_S3_ENDPOINT", "REVIOSA_S3_BUCKET", "AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL",
+            "MLFLOW_TRACKING_URI", "AWS_REQUEST_CHECKSUM_CALCULATION", "AWS_RESPONSE_CHECKSUM_VALIDATION")
+    kubernetes.use_config_map_as_env(task, config_map_name=STORAGE_CONFIG_MAP,
+                                     config_map_key_to_env={k: k for k in keys})
+    return task
+
+
+def flaky(task, retries: int = 3):
+    """Retry a step that talks to the network (LLM endpoint, S3, MLflow, the Kubernetes API) with backoff."""
+    task.set_retry(num_retries=retries, backoff_duration="30s", backoff_factor=2.0, backoff_max_duration="600s")
+    return task

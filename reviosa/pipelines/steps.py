@@ -1,0 +1,312 @@
+"""What each pipeline step does, as plain functions over local paths (KFP artefact paths or folders).
+
+The components in ``components/`` only unpack their artefacts and call one of these, so every step runs (and is
+tested) without Kubeflow too. Each returns a small JSON-ready dict that becomes artefact metadata or metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MODEL_NAME = "reviosa"
+
+
+def _split_stats(path: str | os.PathLike) -> dict[str, Any]:
+    from reviosa.data.format import InterRVOSDataset
+
+    return {k: v for k, v in InterRVOSDataset.load(path).stats().items() if isinstance(v, (int, float, str))}
+
+
+def synth_split(out: str, videos: int, frames: int = 8, size: int = 64, seed: int = 0, split: str = "") -> dict:
+    """A synthetic interaction split (``reviosa data synth``), for demos and tests."""
+    from reviosa.data.synthetic.config import load_config
+    from reviosa.data.synthetic.writer import generate_split
+
+    cfg = load_config(frames=frames, height=size, width=size)
+    generate_split(out, cfg, videos, seed, split=split, progress=False)
+    return _split_stats(out)
+
+
+def fetch_split(source: str, out: str, repo: str = "", path: str = "") -> dict:
+    """Copy a split into ``out``: with ``repo``, ``path`` (default ``data``) at DVC version ``source`` (a git
+    rev such as ``data-v3``); otherwise ``source[/path]`` as an ``s3://`` prefix or a folder."""
+    out_p = Path(out)
+    if repo:
+        from reviosa.storage.config import load_storage_config
+        from reviosa.storage.dataversions import get_version
+
+        get_version(repo, source, out_p, load_storage_config(), path=path or "data")
+        return _split_stats(out_p)
+    src = source.rstrip("/") + (f"/{path.strip('/')}" if path else "")
+    if src.startswith("s3://"):
+        import fsspec
+
+        fsspec.filesystem("s3").get(src + "/", str(out_p), recursive=True)
+    else:
+        if not Path(src).is_dir():
+            raise FileNotFoundError(f"split folder {src} does not exist")
+        shutil.copytree(src, out_p, dirs_exist_ok=True)
+    return _split_stats(out_p)
+
+
+def fetch_model(source: str, out: str) -> dict:
+    """Copy a ``save_pretrained`` checkpoint (folder or ``s3://``) into ``out`` after checking it loads as one."""
+    import yaml
+
+    from reviosa.model.checkpoint import CONFIG_FILE, TRAINABLE_FILE, CheckpointError, fetch
+
+    src = fetch(source)
+    if not (src / CONFIG_FILE).is_file() or not (src / TRAINABLE_FILE).is_file():
+        raise CheckpointError(f"{source}: not a ReVIOSa checkpoint (needs {CONFIG_FILE} and {TRAINABLE_FILE})")
+    shutil.copytree(src, out, dirs_exist_ok=True)
+    cfg = yaml.safe_load((src / CONFIG_FILE).read_text()) or {}
+    return {"source": source, "config_name": str(cfg.get("name", ""))}
+
+
+def extract_clips(videos: str, out: str, bin_frames: int = 1000, clip_frames: int = 500) -> dict:
+    """Cut every video file of a folder into clips of JPEG frames (resumable per clip)."""
+    from reviosa.data.clips import ClipConfig
+    from reviosa.data.clips import extract_clips as extract
+
+    cfg = ClipConfig(bin_frames=bin_frames, clip_frames=clip_frames)
+    files = sorted(p for p in Path(videos).iterdir() if p.suffix.lower() in (".mp4", ".mkv", ".webm", ".avi", ".mov"))
+    if not files:
+        raise FileNotFoundError(f"no video files (.mp4, .mkv, .webm, .avi, .mov) in {videos}")
+    clips = {}
+    for f in files:
+        clips.update(extract(f, out, cfg))
+    return {"videos": len(files), "clips": len(clips), "frames": sum(len(v) for v in clips.values())}
+
+
+def mask_tracks(split: str) -> dict:
+    """Check that every object of the split has a usable mask track (annotation stage 0's precondition)."""
+    from reviosa.annotate.tracks import check_tracks
+    from reviosa.data.format import InterRVOSDataset
+
+    ds = InterRVOSDataset.load(split)
+    check_tracks(ds)
+    return {"videos": len(ds.videos), "objects": sum(len(v.objects) for v in ds.videos.values())}
+
+
+def annotate(split: str, out: str, backend: str = "offline", base_url: str = "", model: str = "") -> dict:
+    """Annotation stages 1-4 (scene graph → role-aware expressions) from one split into ``out``."""
+    from reviosa.annotate.config import AnnotateConfig
+    from reviosa.annotate.pipeline import run_annotation
+
+    over: dict[str, Any] = {"backend": backend}
+    if base_url:
+        over["base_url"] = base_url
+    if model:
+        over["model"] = model
+    report = run_annotation(split, out, AnnotateConfig(**over), progress=False)
+    return {k: v for k, v in report.items() if isinstance(v, (int, float, str))}
+
+
+def snapshot(split: str, repo: str, name: str, message: str) -> dict:
+    """Put the split at ``data/<name>`` of a git+DVC checkout and version it (``dvc push`` + tag ``data-vN``)."""
+    from reviosa.storage.config import load_storage_config
+    from reviosa.storage.dataversions import DataRepo
+
+    data = DataRepo(repo, load_storage_config())
+    dest = data.root / data.data_dir / name
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(split, dest)
+    ver = data.snapshot(message)
+    return {"version": ver.tag, "md5": ver.md5}
+
+
+def train_config(train_split: str, val_split: str, out: str, model_size: str, epochs: float, aml: bool,
+                 tokens: bool, steps: int = 0, tracking_uri: str = ""):
+    """The ``TrainConfig`` a pipeline run asks for; ``epochs`` becomes optimizer steps over the split."""
+    from reviosa.data.format import InterRVOSDataset
+    from reviosa.train.config import TrainConfig
+
+    if not tokens:
+        raise ValueError("tokens=False (one [SEG] token instead of [SEG_ACT]/[SEG_TAR]) is not implemented "
+                         "by reviosa.model; run with tokens=True")
+    # The shipped training configs are tiny (CPU) and 1b (GPU); 4b starts from 1b's schedule.
+    base = TrainConfig.from_yaml("tiny" if model_size == "tiny" else "1b").model_dump(mode="json")
+    base["model"] = model_size
+    base["data"].update(train=train_split, val=val_split or None)
+    base["out"] = out
+    if not steps:
+        n = sum(len(v.expressions) for v in InterRVOSDataset.load(train_split).videos.values())
+        per_step = base["batch_size"] * base["grad_accum"] * base["data"]["expressions_per_sample"]
+        steps = max(1, math.ceil(epochs * n / per_step))
+    base["steps"] = steps
+    base["checkpoint"]["every"] = min(base["checkpoint"]["every"], steps)
+    base["validation"]["every"] = 0
+    if not aml:
+        base.setdefault("model_overrides", {})["loss"] = {"aml_heads": []}
+    base["tracking"].update(enabled=bool(tracking_uri), uri=tracking_uri or None)
+    return TrainConfig.build(base, source="pipeline parameters")
+
+
+def train(train_split: str, val_split: str, model_out: str, work: str, model_size: str = "tiny", epochs: float = 1.0,
+          aml: bool = True, tokens: bool = True, steps: int = 0, tracking_uri: str = "") -> dict:
+    """Train (resuming from ``work`` if a previous attempt left checkpoints there); final model → ``model_out``."""
+    from reviosa.train.trainer import train as run
+
+    cfg = train_config(train_split, val_split, work, model_size, epochs, aml, tokens, steps, tracking_uri)
+    resume = (Path(work) / "checkpoints").is_dir()
+    summary = run(cfg, resume=resume, progress=False)
+    shutil.copytree(summary["final"], model_out, dirs_exist_ok=True)
+    return {"steps": cfg.steps, **{k: v for k, v in summary.items() if isinstance(v, (int, float))}}
+
+
+def predict_split(model_uri: str, split: str, out: str, max_videos: int = 0, device: str = "auto") -> dict:
+    """Run a checkpoint on every expression of a split into the prediction layout (resumes per expression)."""
+    import torch
+    from tqdm import tqdm
+
+    from reviosa.data.format import InterRVOSDataset
+    from reviosa.data.video import read_frames
+    from reviosa.evaluate.predictions import write_track
+    from reviosa.model.checkpoint import from_pretrained
+    from reviosa.model.inference import predict_video
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    ds = InterRVOSDataset.load(split)
+    net = from_pretrained(model_uri, device=device)
+    videos = list(ds.videos.values())[: max_videos or None]
+    done = 0
+    for video in tqdm(videos, desc="predict", unit="video"):
+        frames = None
+        for exp in video.expressions.values():
+            if (Path(out) / video.name / exp.exp_id / "actor").is_dir():
+                continue
+            frames = read_frames(ds, video) if frames is None else frames
+            pred = predict_video(net, frames, exp.text)
+            if pred.target is not None:
+                write_track(out, video.name, exp.exp_id, "target", video.frames, pred.target)
+            # The actor folder is written last: its presence marks the expression as done.
+            write_track(out, video.name, exp.exp_id, "actor", video.frames, pred.actor)
+            done += 1
+    return {"videos": len(videos), "expressions": done}
+
+
+def evaluate(split: str, predictions: str, out: str) -> tuple[dict[str, float], str]:
+    """InterRVOS protocol scores (Actor/Target/RVOS J, F, J&F) plus an HTML report; returns (summary, html)."""
+    from reviosa.evaluate.protocol import evaluate_split, protocol_note
+    from reviosa.evaluate.report import format_table, write_outputs
+
+    result = evaluate_split(split, predictions)
+    paths = write_outputs(result, out)
+    summary = {k: float(v) for k, v in result.summary.items() if v is not None and math.isfinite(v)}
+    table = format_table(result)
+    html = ("<html><body><h2>InterRVOS evaluation</h2><pre>" + _escape(table) + "</pre><p>"
+            + _escape(protocol_note(result)) + "</p><p>files: " + ", ".join(p.name for p in paths.values())
+            + "</p></body></html>")
+    return summary, html
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def register(model_dir: str, metrics: dict[str, float], name: str, tracking_uri: str, data_version: str = "") -> dict:
+    """Log the checkpoint and its scores to an MLflow run and register it as ``name@candidate``."""
+    from mlflow import MlflowClient
+
+    from reviosa.tracking.registry import log_model_files
+    from reviosa.tracking.registry import register as register_version
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    exp = client.get_experiment_by_name("reviosa/pipeline") or None
+    exp_id = exp.experiment_id if exp else client.create_experiment("reviosa/pipeline")
+    run = client.create_run(exp_id, run_name=f"register-{name}",
+                            tags={"reviosa.data_version": data_version or "untracked"})
+    for key, value in metrics.items():
+        client.log_metric(run.info.run_id, key.replace("&", "and"), value)
+    log_model_files(client, run.info.run_id, [model_dir])
+    client.set_terminated(run.info.run_id)
+    version = register_version(client, name, run.info.run_id)
+    return {"name": name, "version": str(version.version), "run_id": run.info.run_id, "source": version.source}
+
+
+def inference_service(name: str, storage_uri: str, image: str, gpus: int = 1, namespace: str = "reviosa") -> dict:
+    """The KServe ``InferenceService`` serving ``storage_uri`` with the project image (``reviosa serve``)."""
+    resources = {"requests": {"cpu": "2", "memory": "16Gi"}, "limits": {"cpu": "4", "memory": "24Gi"}}
+    predictor: dict[str, Any] = {"serviceAccountName": "reviosa-predictor", "minReplicas": 1, "containers": [{
+        "name": "kserve-container", "image": image,
+        "args": ["reviosa", "serve", "--host", "0.0.0.0", "--port", "8080", "--model", "/mnt/models",
+                 "--name", name, "--device", "cuda" if gpus else "cpu"],
+        # The storage initializer runs only when the container has STORAGE_URI; files land in /mnt/models.
+        "env": [{"name": "STORAGE_URI", "value": storage_uri}],
+        "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": f"/v2/models/{name}/ready", "port": 8080}},
+        "startupProbe": {"httpGet": {"path": f"/v2/models/{name}/ready", "port": 8080},
+                         "failureThreshold": 60, "periodSeconds": 10},
+        "resources": resources,
+    }]}
+    if gpus:
+        resources["limits"]["nvidia.com/gpu"] = str(gpus)
+        predictor["nodeSelector"] = {"reviosa.io/pool": "gpu"}
+        predictor["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+            "metadata": {"name": name, "namespace": namespace,
+                         "annotations": {"serving.kserve.io/deploymentMode": "Standard"}},
+            "spec": {"predictor": predictor}}
+
+
+def deploy(name: str, storage_uri: str, image: str, gpus: int, namespace: str, apply: bool, out: str) -> dict:
+    """Write the InferenceService manifest and, with ``apply``, create or replace it in the cluster."""
+    import yaml
+
+    from reviosa.data.atomic import atomic_write_text
+
+    isvc = inference_service(name, storage_uri, image, gpus, namespace)
+    atomic_write_text(out, yaml.safe_dump(isvc, sort_keys=False))
+    if not apply:
+        return {"applied": 0, "name": name}
+    from kubernetes import client, config
+    from kubernetes.client.rest import ApiException
+
+    config.load_incluster_config() if os.environ.get("KUBERNETES_SERVICE_HOST") else config.load_kube_config()
+    api = client.CustomObjectsApi()
+    args = ("serving.kserve.io", "v1beta1", namespace, "inferenceservices")
+    try:
+        current = api.get_namespaced_custom_object(*args, name)
+        isvc["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        api.replace_namespaced_custom_object(*args, name, isvc)
+    except ApiException as err:
+        if err.status != 404:
+            raise
+        api.create_namespaced_custom_object(*args, isvc)
+    return {"applied": 1, "name": name}
+
+
+def record_status(state: str, job: str, task: str, error_code, error_message: str, out: str) -> dict:
+    """Write how a run ended (state, failing task, error) as JSON and log it; exit handlers call this."""
+    import logging
+
+    from reviosa.data.atomic import atomic_write_text
+
+    record = {"state": state, "pipeline_job": job, "pipeline_task": task, "error_code": error_code,
+              "error": error_message or ""}
+    atomic_write_text(out, json.dumps(record, indent=1))
+    level = logging.INFO if state == "SUCCEEDED" else logging.ERROR
+    logging.getLogger("reviosa.pipelines").log(level, "pipeline %s ended %s %s", job, state, error_message or "")
+    return record
+
+
+def write_text(path: str, text: str) -> None:
+    """Atomic text write for artefacts (an HTML report)."""
+    from reviosa.data.atomic import atomic_write_text
+
+    atomic_write_text(path, text)
+
+
+def storage_uri(artifact_uri: str) -> str:
+    """The S3 URI KServe's storage initializer understands for a KFP artefact URI (``minio://`` → ``s3://``)."""
+    for scheme in ("minio://", "gs://", "s3://"):
+        if artifact_uri.startswith(scheme):
+            return ("s3://" + artifact_uri[len(scheme):]) if scheme == "minio://" else artifact_uri
+    return artifact_uri

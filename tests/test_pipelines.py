@@ -1,0 +1,194 @@
+"""KFP pipelines: compiled specs (GPU pool, retries, caching, exit handler, parameters) and a kfp.local run."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from reviosa.cli import app
+from reviosa.pipelines import steps
+from reviosa.pipelines.compile import PIPELINES, load_spec
+from reviosa.pipelines.image import IMAGE
+
+ROOT = Path(__file__).resolve().parents[1]
+GPU_STEPS = {"training": {"train", "predict"}, "evaluation": {"predict"}, "end-to-end": {"train", "predict"},
+             "annotation": set()}
+
+
+@pytest.fixture(scope="module")
+def specs(tmp_path_factory) -> dict[str, tuple[dict, dict]]:
+    out = tmp_path_factory.mktemp("specs")
+    res = CliRunner().invoke(app, ["pipeline", "compile", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    return {name: load_spec(out / f"{name}.yaml") for name in PIPELINES}
+
+
+def _tasks(spec: dict) -> dict[str, dict]:
+    """Every task of every DAG (root, exit handler, conditions) by name."""
+    found = {}
+    for comp in [spec["root"], *spec["components"].values()]:
+        found.update(comp.get("dag", {}).get("tasks", {}))
+    return found
+
+
+def test_every_spec_is_two_yaml_documents_with_the_project_image(specs, tmp_path):
+    for name, (pipe, platform) in specs.items():
+        assert pipe["pipelineInfo"]["name"].startswith("reviosa-"), name
+        executors = pipe["deploymentSpec"]["executors"]
+        assert executors
+        for ex_name, ex in executors.items():
+            container = ex["container"]
+            assert container["image"] == IMAGE, (name, ex_name)
+            # install_kfp_package=False: the pod never pip-installs anything at start.
+            assert "pip install" not in " ".join(container["command"]), (name, ex_name)
+        assert platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"], name
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_gpu_steps_target_the_gpu_pool(specs, name):
+    pipe, platform = specs[name]
+    executors = pipe["deploymentSpec"]["executors"]
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for ex_name, ex in executors.items():
+        step = ex_name.removeprefix("exec-").rsplit("-", 1)[0] if ex_name[-1].isdigit() else ex_name[5:]
+        res = ex["container"].get("resources", {})
+        if step in GPU_STEPS[name]:
+            assert res["accelerator"]["resourceType"] == "nvidia.com/gpu" and res["accelerator"]["resourceCount"] == "1"
+            assert k8s[ex_name]["nodeSelector"]["labels"] == {"reviosa.io/pool": "gpu"}
+            toleration = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+            assert toleration in k8s[ex_name]["tolerations"]
+            assert k8s[ex_name]["emptyDirMounts"][0]["mountPath"] == "/dev/shm"
+        else:
+            assert "accelerator" not in res, ex_name
+            assert "tolerations" not in k8s.get(ex_name, {}), ex_name
+            assert res.get("resourceCpuRequest") and res.get("resourceMemoryRequest"), ex_name
+
+
+def test_retries_and_caching_choices(specs):
+    tasks = _tasks(specs["end-to-end"][0])
+    flaky = {"annotate", "annotate-2", "fetch-split", "fetch-split-2", "snapshot", "snapshot-2", "register", "deploy"}
+    for name, task in tasks.items():
+        if name in flaky:
+            assert task["retryPolicy"]["maxRetryCount"] == 3, name
+            assert task["retryPolicy"]["backoffDuration"] == "30s", name
+    never_cached = {"annotate", "annotate-2", "fetch-split", "fetch-split-2", "snapshot", "snapshot-2", "register",
+                    "deploy"}
+    for name in never_cached:
+        assert not tasks[name].get("cachingOptions", {}).get("enableCache", False), name
+    for name in ("mask-tracks", "train", "predict", "evaluate"):
+        assert tasks[name]["cachingOptions"]["enableCache"] is True, name
+    assert "retryPolicy" not in tasks["train"]  # a GPU-hours step is not blindly re-run
+    training = _tasks(specs["training"][0])
+    assert training["fetch-split"]["cachingOptions"]["enableCache"] is True  # a DVC tag never changes
+
+
+def test_end_to_end_order_exit_handler_and_ui_parameters(specs):
+    pipe, platform = specs["end-to-end"]
+    params = pipe["root"]["inputDefinitions"]["parameters"]
+    assert {"data_repo", "model_size", "epochs", "aml", "tokens", "raw_train", "raw_val"} <= set(params)
+    assert params["aml"]["parameterType"] == "BOOLEAN" and params["epochs"]["parameterType"] == "NUMBER_DOUBLE"
+    root = pipe["root"]["dag"]["tasks"]
+    assert root["record-failure"]["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+    assert root["record-failure"]["dependentTasks"] == ["exit-handler-1"]
+    tasks = _tasks(pipe)
+    assert "snapshot-2" in tasks["train"]["dependentTasks"]
+    assert {"train", "evaluate"} <= set(tasks["register"]["dependentTasks"])
+    cond = [t for t in tasks.values() if "deploy_model" in json.dumps(t.get("triggerPolicy", {}))]
+    assert cond, "deploy runs only when deploy_model is true"
+    # Inside a condition the ordering edge sits on the condition's sub-DAG task.
+    assert "register" in cond[0]["dependentTasks"] and "deploy" in tasks
+    training = pipe["root"]["dag"]["tasks"]
+    assert "exit-handler-1" in training
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert k8s["exec-train"]["secretAsEnv"][0]["secretName"] == "reviosa-s3"
+
+
+def test_training_pipeline_parameters(specs):
+    params = specs["training"][0]["root"]["inputDefinitions"]["parameters"]
+    assert {"data_version", "model_size", "epochs", "aml", "tokens"} <= set(params)
+    assert params["model_size"]["defaultValue"] == "1b"
+
+
+def test_components_are_thin_calls_into_reviosa():
+    files = sorted((ROOT / "components").glob("*.py"))
+    files = [f for f in files if f.name != "__init__.py"]
+    assert len(files) >= 12
+    for path in files:
+        tree = ast.parse(path.read_text())
+        funcs = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+        assert len(funcs) == 1, path.name
+        func = funcs[0]
+        deco = func.decorator_list[0]
+        kwargs = {k.arg: k.value for k in deco.keywords}
+        assert isinstance(kwargs["install_kfp_package"], ast.Constant) and kwargs["install_kfp_package"].value is False
+        assert isinstance(kwargs["base_image"], ast.Name) and kwargs["base_image"].id == "IMAGE"
+        body = [n for n in func.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+        imports = [n for n in body if isinstance(n, ast.ImportFrom)]
+        assert imports and all(n.module.startswith("reviosa.pipelines") for n in imports), path.name
+        assert len(body) <= 4, f"{path.name}: a component body only imports and calls reviosa"
+
+
+def test_cli_rejects_unknown_pipeline_and_bad_params(tmp_path):
+    res = CliRunner().invoke(app, ["pipeline", "compile", "--out", str(tmp_path), "--name", "nope"])
+    assert res.exit_code != 0 and "unknown pipeline 'nope'" in res.output
+    res = CliRunner().invoke(app, ["pipeline", "run-local", "--pipeline", "evaluation", "--param", "oops"])
+    assert res.exit_code != 0 and "not key=value" in res.output
+
+
+def test_inference_service_and_status_record(tmp_path):
+    isvc = steps.inference_service("reviosa", "s3://models/reviosa/3", IMAGE, gpus=1)
+    pred = isvc["spec"]["predictor"]
+    container = pred["containers"][0]
+    assert container["name"] == "kserve-container"
+    assert {"name": "STORAGE_URI", "value": "s3://models/reviosa/3"} in container["env"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pred["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert "--host" in container["args"] and "/mnt/models" in container["args"]
+    assert "nvidia.com/gpu" not in steps.inference_service("r", "s3://m", IMAGE, gpus=0)["spec"]["predictor"][
+        "containers"][0]["resources"]["limits"]
+    assert steps.storage_uri("minio://mlpipeline/v2/artifacts/x/model") == "s3://mlpipeline/v2/artifacts/x/model"
+    rec = steps.record_status("FAILED", "job-1", "train", 3, "out of memory", str(tmp_path / "status.json"))
+    assert json.loads((tmp_path / "status.json").read_text()) == rec
+    assert rec["state"] == "FAILED" and rec["error"] == "out of memory"
+
+
+def test_tokens_off_is_refused_clearly(tmp_path):
+    with pytest.raises(ValueError, match="tokens=False"):
+        steps.train_config(str(tmp_path), "", str(tmp_path / "w"), "tiny", 1.0, True, False)
+
+
+@pytest.mark.slow
+def test_evaluation_pipeline_runs_with_kfp_local(tmp_path):
+    from reviosa.data.format import InterRVOSDataset
+    from reviosa.model.checkpoint import build_model
+    from reviosa.model.config import ModelConfig
+
+    torch.manual_seed(0)
+    ckpt = build_model(ModelConfig.from_yaml("tiny")).save_pretrained(tmp_path / "ckpt")
+    split = tmp_path / "split"
+    stats = steps.synth_split(str(split), 2, frames=6, size=48, seed=0, split="val")
+    root = tmp_path / "kfp"
+    res = CliRunner().invoke(app, ["pipeline", "run-local", "--pipeline", "evaluation", "--root", str(root),
+                                   "--param", f"model_source={ckpt}", "--param", f"split_source={split}"])
+    assert res.exit_code == 0, res.output
+    run = next(root.glob("reviosa-evaluation-*"))
+    ds = InterRVOSDataset.load(split)
+    preds = run / "predict" / "predictions"
+    for video, exp in ds.iter_expressions():
+        track = preds / video.name / exp.exp_id / "actor"
+        assert sorted(p.stem for p in track.glob("*.png")) == sorted(video.frames)
+    metrics = json.loads((run / "evaluate" / "executor_output.json").read_text())
+    logged = metrics["artifacts"]["metrics"]["artifacts"][0]["metadata"]
+    assert {"actor_J", "actor_F", "actor_JF", "rvos_JF"} <= set(logged)
+    assert all(0.0 <= v <= 1.0 for v in logged.values())
+    html = (run / "evaluate" / "report").read_text()
+    assert "InterRVOS evaluation" in html and "Actor" in html
+    scores = json.loads((run / "evaluate" / "scores" / "results.json").read_text())
+    assert scores["counts"]["expressions"] == stats["expressions"] == len(scores["per_expression"])
+    # The random model writes no target track: those roles are scored as missing, never silently skipped.
+    assert scores["counts"]["missing_roles"] == sum(1 for m in scores["missing"] if m["role"] == "target")
