@@ -142,3 +142,38 @@ def test_bad_split_is_a_clear_error(tmp_path):
     proc = run_cli(["--config", "tiny", "--set", f"data.train={tmp_path / 'nope'}", "--set", f"out={tmp_path}/o",
                     "--set", "tracking.enabled=false"])
     assert proc.returncode != 0 and "nope" in proc.stderr
+
+
+def test_single_token_ablation_keeps_the_two_rows_tied(synth):
+    """Ablation (i)/(ii): [SEG_TAR] is [SEG_ACT] (equal rows through training); untied rows drift apart."""
+    import torch
+
+    from reviosa.data.format import InterRVOSDataset
+    from reviosa.model.checkpoint import build_model
+    from reviosa.model.config import ModelConfig
+    from reviosa.train.ablation import seg_rows, tie_seg_tokens
+    from reviosa.train.data import Collator, ExpressionClips
+
+    cfg = ModelConfig.from_yaml("tiny")
+    ds = InterRVOSDataset.load(synth)
+    rows = {}
+    for tied in (True, False):
+        torch.manual_seed(0)
+        model = build_model(cfg)
+        if tied:
+            tie_seg_tokens(model)
+        act, tar = seg_rows(model)
+        assert torch.equal(act, tar) == tied
+        clips = ExpressionClips(ds, cfg, model.tokenizer, 2)
+        interaction = next(i for i, (v, e) in enumerate(clips.items) if ds.videos[v].expressions[e].has_target)
+        batch, _ = Collator(model.tokenizer)([clips[interaction]])
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+        before = seg_rows(model)
+        for _ in range(2):
+            model(batch).loss.backward()
+            opt.step()
+            opt.zero_grad()
+        rows[tied] = seg_rows(model)
+        assert not torch.equal(rows[tied][0], before[0])  # the token rows do train
+    torch.testing.assert_close(rows[True][0], rows[True][1], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(rows[False][0] - rows[False][1], torch.zeros_like(rows[False][0]))

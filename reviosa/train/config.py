@@ -93,6 +93,7 @@ class TrainConfig(_Strict):
 
     model: str = Field("tiny", description="model config name (tiny | 1b | 4b) or YAML path")
     model_overrides: dict[str, Any] = Field(default_factory=dict, description="top-level ModelConfig fields to replace")
+    single_seg_token: bool = Field(False, description="ablation: [SEG_TAR] shares [SEG_ACT]'s embedding")
     init_from: str | None = Field(None, description="start from a save_pretrained checkpoint (folder or s3://)")
     data: DataConfig
     out: str = Field("runs/train", description="output folder: checkpoints/, final/, mlruns.db")

@@ -116,9 +116,12 @@ def build_model(cfg: TrainConfig):
     from reviosa.model.checkpoint import from_pretrained
 
     torch.manual_seed(cfg.seed)
-    if cfg.init_from:
-        return from_pretrained(cfg.init_from)
-    return build(cfg.model_config_obj())
+    model = from_pretrained(cfg.init_from) if cfg.init_from else build(cfg.model_config_obj())
+    if cfg.single_seg_token:
+        from reviosa.train.ablation import tie_seg_tokens
+
+        tie_seg_tokens(model)
+    return model
 
 
 def _latest(ckpt_dir: Path) -> dict | None:

@@ -1,0 +1,160 @@
+"""Does ReVIOSa learn? Train the tiny model on a synthetic split, score held-out synthetic videos.
+
+Reports InterRVOS-Actor / -Target / RVOS J&F of
+
+* the heuristic baseline (largest moving blob = actor, second largest = target; expression-agnostic),
+* the paper's Table 4 ablation on the tiny model: (i) single [SEG] token, no AML; (ii) AML only;
+  (iii) two tokens [SEG_ACT]/[SEG_TAR] only; (iv) both,
+
+plus CPU throughput (samples/s). Validation teacher-forces the answer text ("Sure, it is [SEG_ACT] and
+[SEG_TAR].") for every variant, so the ablation compares the segmentation path alone (a single-token model
+cannot say which [SEG] is the target when it generates); variant (iv) is also scored with generated answers.
+
+    python benchmarks/learn_synthetic.py --out runs/learn --steps 400            # ~25 min on 2 CPU cores
+    python benchmarks/learn_synthetic.py --out runs/learn --steps 20 --variants iv   # smoke run
+
+Targets (issue): Actor J&F >= 0.8 and Target >= 0.7 on CPU within 30 minutes, ablation in the paper's order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+VARIANTS = {
+    "i": ("single token, no AML", {"single_seg_token": True, "model_overrides": {"loss": {"aml_weight": 0.0}}}),
+    "ii": ("AML only", {"single_seg_token": True}),
+    "iii": ("two tokens only", {"model_overrides": {"loss": {"aml_weight": 0.0}}}),
+    "iv": ("two tokens + AML (ReVIOSa)", {}),
+}
+
+
+def make_splits(out: Path, train_videos: int, val_videos: int, frames: int, size: int, workers: int) -> dict:
+    """Synthetic train/val splits (the generator resumes, so a rerun reuses them)."""
+    from reviosa.data.synthetic import generate_splits, load_config
+
+    cfg = load_config(frames=frames, height=size, width=size)
+    generate_splits(out / "data", cfg, {"train": train_videos, "val": val_videos}, seed=0, workers=workers)
+    return {"train": out / "data" / "train", "val": out / "data" / "val"}
+
+
+def baseline(val: Path, max_videos: int) -> dict:
+    """Largest-moving-blob heuristic scored with the same per-expression rules as the trainer's validation."""
+    from reviosa.baselines.predictors import predict_largest_moving
+    from reviosa.data.format import InterRVOSDataset
+    from reviosa.train.validation import score_expression, summarize
+
+    ds = InterRVOSDataset.load(val)
+    rows = []
+    for video in list(ds.videos.values())[:max_videos]:
+        exps = list(video.expressions.values())
+        for exp, (actor, target) in zip(exps, predict_largest_moving(ds, video, exps)):
+            gt_tar = ds.union_masks(video, exp.target_anno_ids) if exp.has_target else None
+            rows.append(score_expression(video.name, exp, ds.union_masks(video, exp.anno_ids), gt_tar, actor, target))
+    return summarize(rows)
+
+
+def train_variant(key: str, splits: dict, out: Path, args) -> dict:
+    """Train one variant in a subprocess (``python -m reviosa.train``) and return its summary."""
+    extra = VARIANTS[key][1]
+    cfg = {
+        "model": "tiny", "data": {"train": str(splits["train"]), "val": None, "expressions_per_sample": 2,
+                                  "augment": {"brightness": 0.05, "contrast": 0.1}},
+        "out": str(out / f"variant-{key}"), "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
+        "optim": {"lr": args.lr, "warmup_steps": min(20, args.steps // 10)},
+        "checkpoint": {"every": max(1, args.steps // 4), "keep": 1},
+        "tracking": {"enabled": args.mlflow, "experiment": "reviosa/learn-synthetic", "run_name": f"variant-{key}"},
+        "log_every": max(1, args.steps // 10), **extra,
+    }
+    import yaml
+
+    path = out / f"variant-{key}.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "reviosa.train", "--config", str(path), "--resume", "--no-progress"],
+                   check=True, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+    wall = time.perf_counter() - t0
+    hist = [json.loads(ln) for ln in (out / f"variant-{key}" / "history.jsonl").read_text().splitlines()]
+    tail = hist[len(hist) // 2:]  # skip warm-up / first steps for throughput
+    return {"train_wall_s": wall, "samples_per_s": sum(h["samples_per_s"] for h in tail) / len(tail),
+            "final_loss": sum(h["loss"] for h in hist[-10:]) / len(hist[-10:])}
+
+
+def score_variant(key: str, splits: dict, out: Path, max_videos: int, generated: bool) -> dict:
+    """Validate the variant's final model on the held-out split (teacher-forced answers, optionally generated)."""
+    import torch
+
+    from reviosa.data.format import InterRVOSDataset
+    from reviosa.model.checkpoint import from_pretrained
+    from reviosa.train.validation import validate
+
+    torch.set_num_threads(2)
+    model = from_pretrained(out / f"variant-{key}" / "final")
+    ds = InterRVOSDataset.load(splits["val"])
+    res = {"forced": validate(model, ds, max_videos, teacher_forced=True)[0]}
+    if generated:
+        res["generated"] = validate(model, ds, max_videos, teacher_forced=False)[0]
+    return res
+
+
+def row(name: str, s: dict) -> str:
+    f = lambda k: f"{s[k]:.3f}" if k in s else "–"  # noqa: E731
+    return f"| {name} | {f('actor_JF')} | {f('target_JF')} | {f('rvos_JF')} |"
+
+
+def main() -> None:
+    """Run the benchmark and print the table."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("runs/learn_synthetic"))
+    p.add_argument("--train-videos", type=int, default=120)
+    p.add_argument("--val-videos", type=int, default=20)
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--variants", default="i,ii,iii,iv")
+    p.add_argument("--mlflow", action="store_true", help="track each variant (local store in its folder)")
+    args = p.parse_args()
+    keys = [k.strip() for k in args.variants.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    splits = make_splits(args.out, args.train_videos, args.val_videos, args.frames, args.size, args.threads)
+    results = {"baseline (largest moving blobs)": baseline(splits["val"], args.val_videos)}
+    runs = {}
+    for key in keys:
+        runs[key] = train_variant(key, splits, args.out, args)
+        scores = score_variant(key, splits, args.out, args.val_videos, generated=key == "iv")
+        runs[key].update(scores)
+        results[f"({key}) {VARIANTS[key][0]}"] = scores["forced"]
+        if "generated" in scores:
+            results[f"({key}) {VARIANTS[key][0]}, generated answers"] = scores["generated"]
+    total = time.perf_counter() - t0
+    lines = [f"Tiny ReVIOSa on synthetic videos ({args.train_videos} train / {args.val_videos} held-out, "
+             f"{args.frames} frames {args.size}x{args.size}), {args.steps} steps x batch {args.batch_size}, "
+             "CPU fp32, J&F on held-out videos (teacher-forced answers unless noted)", "",
+             "| predictor | Actor J&F | Target J&F | RVOS J&F |", "|---|---|---|---|"]
+    lines += [row(name, s) for name, s in results.items()]
+    lines += ["", "| variant | train wall (s) | samples/s | final loss |", "|---|---|---|---|"]
+    lines += [f"| ({k}) {VARIANTS[k][0]} | {r['train_wall_s']:.0f} | {r['samples_per_s']:.2f} | "
+              f"{r['final_loss']:.3f} |" for k, r in runs.items()]
+    lines += ["", f"total wall time {total / 60:.1f} min"]
+    text = "\n".join(lines)
+    print(text)
+    (args.out / "results.md").write_text(text + "\n")
+    (args.out / "results.json").write_text(json.dumps({"results": results, "runs": runs, "args": vars(args)},
+                                                      indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
