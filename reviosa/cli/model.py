@@ -1,4 +1,5 @@
-"""``reviosa predict`` and ``reviosa select-heads``: run a ReVIOSa model on a video, pick AML layer/heads."""
+"""``reviosa predict``, ``reviosa select-heads`` and ``reviosa convert-internvl``: run a ReVIOSa model on a video,
+pick AML layer/heads, convert an original OpenGVLab InternVL-2.5 checkpoint to the transformers layout."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ def register(app: typer.Typer) -> None:
     """Attach the model commands."""
     app.command("predict")(predict)
     app.command("select-heads")(select_heads)
+    app.command("convert-internvl")(convert_internvl)
 
 
 def _read_video(path: Path):
@@ -115,3 +117,16 @@ def select_heads(data: Path = typer.Option(..., "--data", help="Split folder (In
                                                     "aml_heads": [list(p) for p in sel.pairs],
                                                     "table": sel.table.round(6).tolist()}, indent=1))
     typer.echo("plots: " + ", ".join(str(p) for p in paths))
+
+
+def convert_internvl(src: Path = typer.Argument(..., help="OpenGVLab InternVL-2.5 folder (model_type internvl_chat)"),
+                     dst: Path = typer.Argument(..., help="Output folder (transformers model_type internvl)"),
+                     overwrite: bool = typer.Option(False, "--overwrite", help="Replace DST if it exists")) -> None:
+    """Convert an original InternVL-2.5-1B/4B checkpoint (safetensors) to transformers' native InternVL layout."""
+    from reviosa.model.convert import ConversionError, convert_internvl_checkpoint
+
+    try:
+        out = convert_internvl_checkpoint(src, dst, overwrite=overwrite)
+    except ConversionError as err:
+        raise typer.BadParameter(str(err), param_hint="SRC/DST") from None
+    typer.echo(f"converted: {out}")

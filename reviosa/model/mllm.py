@@ -42,6 +42,10 @@ def build_mllm(cfg: ModelConfig, local_path: str | Path | None = None):
     from transformers import AutoTokenizer, InternVLForConditionalGeneration
 
     if local_path is not None:
+        from reviosa.model.convert import ensure_hf_internvl
+
+        # Original OpenGVLab (remote-code) folders are converted once into a cache keyed by their content.
+        local_path = ensure_hf_internvl(local_path)
         _check_hf_internvl(Path(local_path))
         tokenizer = AutoTokenizer.from_pretrained(local_path)
         model = InternVLForConditionalGeneration.from_pretrained(local_path, dtype=torch.float32)
@@ -68,7 +72,8 @@ def _check_hf_internvl(path: Path) -> None:
         raise ValueError(f"{path}: not an InternVL checkpoint folder ({err})") from None
     if conf.get("model_type") != "internvl":
         raise ValueError(f"{path}: model_type {conf.get('model_type')!r} is not the transformers-native 'internvl' "
-                         "format; use an '-hf' InternVL-2.5 checkpoint (config.json + safetensors)")
+                         "format; use an '-hf' InternVL-2.5 checkpoint or an original OpenGVLab one "
+                         "(model_type 'internvl_chat'), each as config.json + safetensors")
 
 
 def add_lora(model, cfg: ModelConfig, seg_ids: list[int]):

@@ -1,0 +1,273 @@
+"""OpenGVLab InternVL-2.5 → transformers conversion on tiny random models written in the original remote-code layout."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import InternVLForConditionalGeneration
+from typer.testing import CliRunner
+
+from reviosa.cli import app
+from reviosa.model.batch import build_sample, collate
+from reviosa.model.checkpoint import build_model, from_pretrained, save_pretrained
+from reviosa.model.config import ModelConfig
+from reviosa.model.convert import ConversionError, convert_internvl_checkpoint, source_fingerprint
+from reviosa.model.mllm import build_mllm, internvl_config
+from reviosa.model.tokenizer import IMG_CONTEXT, IMG_END, IMG_START, build_tiny_tokenizer
+
+INTERACTION = "the red circle chases the blue square"
+
+
+@pytest.fixture(scope="module")
+def cfg() -> ModelConfig:
+    return ModelConfig.from_yaml("tiny")
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tiny_tokenizer()
+
+
+def tiny_internvl(cfg, tokenizer, *, qk_norm=False, tie=False, seed=0):
+    """A random transformers InternVL shaped like the tiny config, with InternViT's qkv bias (and optional qk-norm)."""
+    conf = internvl_config(cfg, len(tokenizer), tokenizer.convert_tokens_to_ids(IMG_CONTEXT))
+    conf.vision_config.attention_bias = True
+    conf.vision_config.use_qk_norm = qk_norm
+    conf.tie_word_embeddings = conf.text_config.tie_word_embeddings = tie
+    torch.manual_seed(seed)
+    model = InternVLForConditionalGeneration(conf).eval()
+    with torch.no_grad():  # no weight may keep a constant init (ones, zeros, 0.1) that would hide a mix-up
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.2)
+    return model
+
+
+def _to_original(key: str) -> str:
+    """Inverse of the conversion, written independently: a transformers InternVL name → the OpenGVLab one."""
+    subs = [(r"^model\.vision_tower\.", "vision_model."), (r"\.encoder\.layer\.", ".encoder.layers."),
+            (r"embeddings\.cls_token$", "embeddings.class_embedding"),
+            (r"embeddings\.position_embeddings$", "embeddings.position_embedding"),
+            (r"embeddings\.patch_embeddings\.projection\.", "embeddings.patch_embedding."),
+            (r"\.lambda_(\d)$", r".ls\1"), (r"\.layernorm_before\.", ".norm1."), (r"\.layernorm_after\.", ".norm2."),
+            (r"\.attention\.projection_layer\.", ".attn.proj."), (r"\.attention\.(q_norm|k_norm)\.", r".attn.\1."),
+            (r"^model\.multi_modal_projector\.layer_norm\.", "mlp1.0."),
+            (r"^model\.multi_modal_projector\.linear_1\.", "mlp1.1."),
+            (r"^model\.multi_modal_projector\.linear_2\.", "mlp1.3."),
+            (r"^model\.language_model\.", "language_model.model."), (r"^lm_head\.", "language_model.lm_head.")]
+    for pattern, repl in subs:
+        key = re.sub(pattern, repl, key)
+    return key
+
+
+def write_opengvlab(model, tokenizer, folder: Path, *, shards: int = 1, dtype=torch.float32) -> Path:
+    """Save ``model`` as an original InternVL-2.5 checkpoint: fused qkv, mlp1, internvl_chat config, tokenizer."""
+    folder.mkdir(parents=True)
+    state = {k: v.detach().to(dtype).clone() for k, v in model.state_dict().items()}
+    if model.config.tie_word_embeddings:
+        state.pop("lm_head.weight")
+    out = {}
+    for key in list(state):
+        if ".attention.q_proj." in key:
+            parts = [state.pop(key.replace(".q_proj.", f".{n}_proj.")) for n in "qkv"]
+            out[_to_original(key.replace(".attention.q_proj.", ".attn.qkv."))] = torch.cat(parts)
+        elif ".attention.k_proj." not in key and ".attention.v_proj." not in key:
+            out[_to_original(key)] = state[key]
+    keys = sorted(out)
+    if shards == 1:
+        save_file(out, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    else:
+        weight_map = {}
+        for i, chunk in enumerate(np.array_split(np.array(keys), shards)):
+            name = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
+            save_file({k: out[k] for k in chunk}, str(folder / name), metadata={"format": "pt"})
+            weight_map.update({k: name for k in chunk})
+        (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    v, t = model.config.vision_config, model.config.text_config
+    llm = t.to_dict()
+    llm.update(architectures=["Qwen2ForCausalLM"], model_type="qwen2", torch_dtype="bfloat16",
+               rope_theta=t.rope_parameters["rope_theta"])
+    llm.pop("rope_parameters", None)
+    conf = {"architectures": ["InternVLChatModel"], "model_type": "internvl_chat", "template": "internvl2_5",
+            "auto_map": {"AutoConfig": "configuration_internvl_chat.InternVLChatConfig",
+                         "AutoModel": "modeling_internvl_chat.InternVLChatModel"},
+            "downsample_ratio": model.config.downsample_ratio, "force_image_size": v.image_size[0],
+            "ps_version": "v2", "select_layer": -1, "dynamic_image_size": True, "use_thumbnail": True,
+            "max_dynamic_patch": 12, "min_dynamic_patch": 1, "torch_dtype": "bfloat16",
+            "llm_config": llm,
+            "vision_config": {"architectures": ["InternVisionModel"], "model_type": "intern_vit_6b",
+                              "hidden_size": v.hidden_size, "num_hidden_layers": v.num_hidden_layers,
+                              "num_attention_heads": v.num_attention_heads, "intermediate_size": v.intermediate_size,
+                              "image_size": v.image_size[0], "patch_size": v.patch_size[0], "num_channels": 3,
+                              "qkv_bias": v.attention_bias, "qk_normalization": v.use_qk_norm,
+                              "norm_type": v.norm_type, "layer_norm_eps": v.layer_norm_eps, "hidden_act": "gelu",
+                              "initializer_factor": 0.1, "drop_path_rate": 0.0, "dropout": 0.0,
+                              "attention_dropout": 0.0, "use_flash_attn": True}}
+    (folder / "config.json").write_text(json.dumps(conf, indent=1))
+    # The remote code that would otherwise run with trust_remote_code; conversion must never import it.
+    (folder / "modeling_internvl_chat.py").write_text("raise RuntimeError('remote code must not run')\n")
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _logits(model, tokenizer, seed=0):
+    conf = model.config
+    ids = tokenizer.encode(IMG_START + IMG_CONTEXT * conf.image_seq_length + IMG_END + "the red circle",
+                           add_special_tokens=False)
+    side = conf.vision_config.image_size[0]
+    pixels = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(seed)).to(model.dtype)
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([ids]), pixel_values=pixels).logits
+
+
+@pytest.mark.parametrize(("shards", "dtype", "qk_norm", "tie"), [(1, torch.float32, False, False),
+                                                                 (3, torch.bfloat16, True, True)])
+def test_conversion_is_bit_exact_and_gives_identical_logits(cfg, tokenizer, tmp_path, shards, dtype, qk_norm, tie):
+    original = tiny_internvl(cfg, tokenizer, qk_norm=qk_norm, tie=tie).to(dtype)
+    src = write_opengvlab(original, tokenizer, tmp_path / "InternVL2_5-tiny", shards=shards, dtype=dtype)
+    dst = convert_internvl_checkpoint(src, tmp_path / "hf", progress=False)
+
+    conf = json.loads((dst / "config.json").read_text())
+    assert conf["model_type"] == "internvl"
+    assert conf["image_token_id"] == tokenizer.convert_tokens_to_ids(IMG_CONTEXT)
+    assert conf["image_seq_length"] == cfg.mllm.tokens_per_frame
+    assert conf["vision_config"]["use_qk_norm"] is qk_norm and conf["vision_config"]["attention_bias"] is True
+    assert not list(dst.glob("*.py")) and not list(tmp_path.glob(".hf.tmp-*"))
+    written = sorted(p.name for p in dst.glob("*.safetensors"))
+    assert len(written) == shards and ((dst / "model.safetensors.index.json").is_file() == (shards > 1))
+
+    weights = {}
+    for p in written:
+        weights.update(load_file(str(dst / p)))
+    want = original.state_dict()
+    if tie:
+        want.pop("lm_head.weight")
+    assert set(weights) == set(want)
+    for k, v in want.items():
+        assert weights[k].dtype == dtype and torch.equal(weights[k], v), k
+
+    loaded = InternVLForConditionalGeneration.from_pretrained(dst, dtype=dtype).eval()
+    for k, v in original.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    # Reference: the same weights saved natively by transformers and loaded the same way (a model merely cast
+    # with .to(bf16) differs, as that also casts its float32 rotary buffers).
+    original.save_pretrained(tmp_path / "native")
+    native = InternVLForConditionalGeneration.from_pretrained(tmp_path / "native", dtype=dtype).eval()
+    a, b = _logits(native, tokenizer), _logits(loaded, tokenizer)
+    assert a.shape[-1] == len(tokenizer) and torch.equal(a, b)
+    if dtype == torch.float32:
+        assert torch.equal(_logits(original, tokenizer), b)
+
+
+def _revi_batch(cfg, net, seed=0):
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(0, 255, (cfg.train_frames, 48, 64, 3), dtype=np.uint8)
+    act = rng.random((1, cfg.train_frames, 48, 64)) > 0.6
+    tar = rng.random((1, cfg.train_frames, 48, 64)) > 0.6
+    sample = build_sample(cfg, net.tokenizer, frames, [INTERACTION], [True], act, tar)
+    return collate([sample], net.tokenizer.pad_token_id)
+
+
+def test_opengvlab_folder_loads_through_from_pretrained(cfg, tokenizer, tmp_path, monkeypatch):
+    monkeypatch.setenv("REVIOSA_CACHE", str(tmp_path / "cache"))
+    original = tiny_internvl(cfg, tokenizer, seed=3)
+    src = write_opengvlab(original, tokenizer, tmp_path / "InternVL2_5-tiny", shards=2)
+    real = cfg.model_copy(update={"mllm": cfg.mllm.model_copy(update={"pretrained": str(src)})})
+
+    torch.manual_seed(0)
+    net = build_model(real)
+    cached = list((tmp_path / "cache" / "internvl-hf").iterdir())
+    assert [p.name for p in cached] == [source_fingerprint(src)[:24]]
+    inner = net.mllm.base_model.model
+    vis = original.model.vision_tower.encoder.layer[1].attention
+    got = inner.model.vision_tower.encoder.layer[1].attention
+    assert torch.equal(got.k_proj.weight, vis.k_proj.weight) and torch.equal(got.v_proj.bias, vis.v_proj.bias)
+    assert torch.equal(inner.model.multi_modal_projector.linear_2.weight,
+                       original.model.multi_modal_projector.linear_2.weight)
+
+    net.eval()
+    batch = _revi_batch(real, net)
+    with torch.no_grad():
+        out = net(batch)
+    assert all(torch.isfinite(v) for v in out.losses.values()) and out.target_logits is not None
+
+    # A ReVIOSa checkpoint built on the OpenGVLab base reloads through the cached conversion (not a second one).
+    stamp = (cached[0] / "config.json").stat().st_mtime_ns
+    save_pretrained(net, tmp_path / "ckpt")
+    torch.manual_seed(7)
+    loaded = from_pretrained(tmp_path / "ckpt").eval()
+    assert (cached[0] / "config.json").stat().st_mtime_ns == stamp
+    assert len(list((tmp_path / "cache" / "internvl-hf").iterdir())) == 1
+    with torch.no_grad():
+        again = loaded(batch)
+    for k in out.losses:
+        assert torch.equal(out.losses[k], again.losses[k]), k
+    assert torch.equal(out.actor_logits, again.actor_logits)
+
+
+def test_changed_source_gets_a_new_cache_entry(cfg, tokenizer, tmp_path):
+    src = write_opengvlab(tiny_internvl(cfg, tokenizer), tokenizer, tmp_path / "src")
+    before = source_fingerprint(src)
+    state = load_file(str(src / "model.safetensors"))
+    state["mlp1.1.bias"] = state["mlp1.1.bias"] + 1
+    save_file(state, str(src / "model.safetensors"), metadata={"format": "pt"})
+    assert source_fingerprint(src) != before
+
+
+def test_bad_inputs_give_clear_errors(cfg, tokenizer, tmp_path):
+    src = write_opengvlab(tiny_internvl(cfg, tokenizer), tokenizer, tmp_path / "src", shards=2)
+
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "config.json").write_text((src / "config.json").read_text())
+    (pickled / "pytorch_model.bin").write_bytes(b"not to be unpickled")
+    with pytest.raises(ConversionError, match=r"pickle weights \['pytorch_model.bin'\].*never unpickled"):
+        convert_internvl_checkpoint(pickled, tmp_path / "out1", progress=False)
+
+    (src / "model-00002-of-00002.safetensors").rename(tmp_path / "moved.safetensors")
+    with pytest.raises(ConversionError, match=r"missing.*model-00002-of-00002\.safetensors|"
+                                              r"model-00002-of-00002\.safetensors.*missing"):
+        convert_internvl_checkpoint(src, tmp_path / "out2", progress=False)
+    (tmp_path / "moved.safetensors").rename(src / "model-00002-of-00002.safetensors")
+
+    index = json.loads((src / "model.safetensors.index.json").read_text())
+    shard = src / index["weight_map"]["mlp1.1.weight"]
+    state = load_file(str(shard))
+    state["mlp1.1.weight"] = state["mlp1.1.weight"][:, :-1].contiguous()
+    save_file(state, str(shard), metadata={"format": "pt"})
+    with pytest.raises(ConversionError, match=r"mlp1\.1\.weight has shape \(64, 127\) but config\.json implies "
+                                              r"\(64, 128\)"):
+        convert_internvl_checkpoint(src, tmp_path / "out3", progress=False)
+    assert not (tmp_path / "out3").exists() and not list(tmp_path.glob(".out3.tmp-*"))
+
+    conf = json.loads((src / "config.json").read_text())
+    conf["llm_config"]["model_type"] = "internlm2"
+    (src / "config.json").write_text(json.dumps(conf))
+    with pytest.raises(ConversionError, match="internlm2.*not supported"):
+        convert_internvl_checkpoint(src, tmp_path / "out4", progress=False)
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"model_type": "llava"}))
+    with pytest.raises(ValueError, match="'llava' is not the transformers-native 'internvl'.*internvl_chat"):
+        build_mllm(cfg, other)
+
+
+def test_cli_convert_internvl(cfg, tokenizer, tmp_path):
+    original = tiny_internvl(cfg, tokenizer, seed=5)
+    src = write_opengvlab(original, tokenizer, tmp_path / "src")
+    runner = CliRunner(env={"COLUMNS": "400"})  # rich would wrap the error box at 80 columns
+    res = runner.invoke(app, ["convert-internvl", str(src), str(tmp_path / "hf")])
+    assert res.exit_code == 0, res.output
+    assert "converted:" in res.output
+    loaded = InternVLForConditionalGeneration.from_pretrained(tmp_path / "hf")
+    assert torch.equal(loaded.lm_head.weight, original.lm_head.weight)
+    res = runner.invoke(app, ["convert-internvl", str(src), str(tmp_path / "hf")])
+    assert res.exit_code != 0 and "already exists" in res.output
+    res = runner.invoke(app, ["convert-internvl", str(tmp_path / "nothing"), str(tmp_path / "hf2")])
+    assert res.exit_code != 0 and "no config.json" in res.output
