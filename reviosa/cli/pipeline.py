@@ -54,6 +54,7 @@ def submit(host: str = typer.Option(..., "--host", help="KFP API server URL, e.g
     import tempfile
 
     from reviosa.pipelines.compile import PIPELINES, compile_pipeline
+    from reviosa.pipelines.submit import SubmitError
     from reviosa.pipelines.submit import submit as do_submit
 
     if spec is None:
@@ -67,6 +68,9 @@ def submit(host: str = typer.Option(..., "--host", help="KFP API server URL, e.g
                          enable_caching=False if no_cache else None)
     except FileNotFoundError as err:
         raise typer.BadParameter(str(err), param_hint="--spec") from None
+    except SubmitError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from None
     for key, value in info.items():
         typer.echo(f"{key}: {value}")
 
