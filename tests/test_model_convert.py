@@ -17,7 +17,7 @@ from reviosa.cli import app
 from reviosa.model.batch import build_sample, collate
 from reviosa.model.checkpoint import build_model, from_pretrained, save_pretrained
 from reviosa.model.config import ModelConfig
-from reviosa.model.convert import ConversionError, convert_internvl_checkpoint, source_fingerprint
+from reviosa.model.convert import ConversionError, convert_internvl_checkpoint, ensure_hf_internvl, source_fingerprint
 from reviosa.model.mllm import build_mllm, internvl_config
 from reviosa.model.tokenizer import IMG_CONTEXT, IMG_END, IMG_START, build_tiny_tokenizer
 
@@ -181,7 +181,7 @@ def test_opengvlab_folder_loads_through_from_pretrained(cfg, tokenizer, tmp_path
 
     torch.manual_seed(0)
     net = build_model(real)
-    cached = list((tmp_path / "cache" / "internvl-hf").iterdir())
+    cached = [p for p in (tmp_path / "cache" / "internvl-hf").iterdir() if p.name != "fingerprints"]
     assert [p.name for p in cached] == [source_fingerprint(src)[:24]]
     inner = net.mllm.base_model.model
     vis = original.model.vision_tower.encoder.layer[1].attention
@@ -202,7 +202,7 @@ def test_opengvlab_folder_loads_through_from_pretrained(cfg, tokenizer, tmp_path
     torch.manual_seed(7)
     loaded = from_pretrained(tmp_path / "ckpt").eval()
     assert (cached[0] / "config.json").stat().st_mtime_ns == stamp
-    assert len(list((tmp_path / "cache" / "internvl-hf").iterdir())) == 1
+    assert len(list((tmp_path / "cache" / "internvl-hf").iterdir())) == 2  # the conversion and the hash memo
     with torch.no_grad():
         again = loaded(batch)
     for k in out.losses:
@@ -212,11 +212,17 @@ def test_opengvlab_folder_loads_through_from_pretrained(cfg, tokenizer, tmp_path
 
 def test_changed_source_gets_a_new_cache_entry(cfg, tokenizer, tmp_path):
     src = write_opengvlab(tiny_internvl(cfg, tokenizer), tokenizer, tmp_path / "src")
-    before = source_fingerprint(src)
+    first = ensure_hf_internvl(src, tmp_path / "cache")
+    assert first.name == source_fingerprint(src)[:24] and ensure_hf_internvl(src, tmp_path / "cache") == first
     state = load_file(str(src / "model.safetensors"))
     state["mlp1.1.bias"] = state["mlp1.1.bias"] + 1
     save_file(state, str(src / "model.safetensors"), metadata={"format": "pt"})
-    assert source_fingerprint(src) != before
+    second = ensure_hf_internvl(src, tmp_path / "cache")
+    assert second != first and second.name == source_fingerprint(src)[:24]
+    new_bias = load_file(str(second / "model.safetensors"))["model.multi_modal_projector.linear_1.bias"]
+    assert torch.equal(new_bias, state["mlp1.1.bias"])
+    hf = tmp_path / "cache" / "internvl-hf"
+    assert sorted(p.name for p in hf.iterdir()) == sorted([first.name, second.name, "fingerprints"])
 
 
 def test_bad_inputs_give_clear_errors(cfg, tokenizer, tmp_path):

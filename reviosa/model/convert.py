@@ -292,13 +292,16 @@ def convert_internvl_checkpoint(src_dir: str | os.PathLike, dst_dir: str | os.Pa
     return dst
 
 
+def _source_files(src: Path) -> list[Path]:
+    """The files of a checkpoint folder that the conversion reads (config, index, weights, tokenizer)."""
+    return sorted(p for p in src.iterdir() if p.is_file() and (
+        p.suffix in (".json", ".safetensors", ".txt", ".jinja") or p.name in TOKENIZER_FILES))
+
+
 def source_fingerprint(src: str | os.PathLike) -> str:
     """SHA-256 of the converter version and every file's name and bytes that the conversion reads."""
-    src = Path(src)
     h = hashlib.sha256(f"reviosa-internvl-convert-{CONVERTER_VERSION}".encode())
-    files = sorted(p for p in src.iterdir() if p.is_file() and (
-        p.suffix in (".json", ".safetensors", ".txt", ".jinja") or p.name in TOKENIZER_FILES))
-    for p in files:
+    for p in _source_files(Path(src)):
         h.update(f"\0{p.name}\0{p.stat().st_size}\0".encode())
         with p.open("rb") as f:
             while chunk := f.read(1 << 24):
@@ -306,23 +309,34 @@ def source_fingerprint(src: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _remembered_fingerprint(src: Path, cache: Path) -> str:
+    """The content hash, remembered per (folder, file names, sizes, mtimes) so unchanged GBs are not re-read."""
+    from reviosa.data.atomic import atomic_write_text
+
+    stat = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in _source_files(src)]
+    key = hashlib.sha256(repr((str(src.resolve()), stat)).encode()).hexdigest()[:32]
+    memo = cache / "fingerprints" / key
+    if memo.is_file():
+        return memo.read_text().strip()
+    digest = source_fingerprint(src)
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(memo, digest)
+    return digest
+
+
 def ensure_hf_internvl(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
     """The folder itself, or for an OpenGVLab checkpoint its conversion, cached by the source's content hash."""
     path = Path(path)
     if not is_opengvlab_internvl(path):
         return path
-    cache = Path(cache_dir or os.environ.get("REVIOSA_CACHE", Path.home() / ".cache" / "reviosa"))
-    dest = cache / "internvl-hf" / source_fingerprint(path)[:24]
+    cache = Path(cache_dir or os.environ.get("REVIOSA_CACHE", Path.home() / ".cache" / "reviosa")) / "internvl-hf"
+    dest = cache / _remembered_fingerprint(path, cache)[:24]
     if (dest / "config.json").is_file():
         return dest
     try:
         return convert_internvl_checkpoint(path, dest)
-    except ConversionError:
+    except (ConversionError, OSError):
         # Another process may have finished the same conversion first; its result is identical.
-        if (dest / "config.json").is_file():
-            return dest
-        raise
-    except OSError:
         if (dest / "config.json").is_file():
             return dest
         raise
