@@ -277,3 +277,20 @@ def test_cli_convert_internvl(cfg, tokenizer, tmp_path):
     assert res.exit_code != 0 and "already exists" in res.output
     res = runner.invoke(app, ["convert-internvl", str(tmp_path / "nothing"), str(tmp_path / "hf2")])
     assert res.exit_code != 0 and "no config.json" in res.output
+
+
+def test_opengvlab_folder_on_s3_is_fetched_and_converted(cfg, tokenizer, tmp_path, s3_storage, monkeypatch):
+    original = tiny_internvl(cfg, tokenizer, seed=9)
+    src = write_opengvlab(original, tokenizer, tmp_path / "InternVL2_5-tiny", shards=2)
+    s3_storage.s3fs().put(str(src), f"{s3_storage.bucket}/bases/InternVL2_5-tiny", recursive=True)
+    for key, value in s3_storage.client_env(env={}).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("REVIOSA_CACHE", str(tmp_path / "cache"))
+    uri = f"s3://{s3_storage.bucket}/bases/InternVL2_5-tiny"
+    net = build_model(cfg.model_copy(update={"mllm": cfg.mllm.model_copy(update={"pretrained": uri})}))
+    assert [p.name for p in (tmp_path / "cache" / "internvl-hf").iterdir() if p.name != "fingerprints"] == [
+        source_fingerprint(src)[:24]]
+    inner = net.mllm.base_model.model
+    assert torch.equal(inner.model.vision_tower.encoder.layer[0].attention.q_proj.bias,
+                       original.model.vision_tower.encoder.layer[0].attention.q_proj.bias)
+    assert torch.equal(inner.lm_head.weight[: len(tokenizer)], original.lm_head.weight)
