@@ -239,6 +239,9 @@ def test_bad_inputs_give_clear_errors(cfg, tokenizer, tmp_path):
     with pytest.raises(ConversionError, match=r"missing.*model-00002-of-00002\.safetensors|"
                                               r"model-00002-of-00002\.safetensors.*missing"):
         convert_internvl_checkpoint(src, tmp_path / "out2", progress=False)
+    (src / "model-00002-of-00002.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken")
+    with pytest.raises(ConversionError, match=r"model-00002-of-00002\.safetensors: not a readable safetensors file"):
+        convert_internvl_checkpoint(src, tmp_path / "out2", progress=False)
     (tmp_path / "moved.safetensors").rename(src / "model-00002-of-00002.safetensors")
 
     index = json.loads((src / "model.safetensors.index.json").read_text())

@@ -244,10 +244,15 @@ def convert_internvl_checkpoint(src_dir: str | os.PathLike, dst_dir: str | os.Pa
         bar = tqdm(total=total, desc="convert InternVL", unit="tensor", disable=not progress)
         for shard, out_name in zip(shards, names):
             out: dict[str, torch.Tensor] = {}
-            with safe_open(str(shard), framework="pt") as f:
+            try:
+                handle = safe_open(str(shard), framework="pt")
+            except Exception as err:  # noqa: BLE001 - a truncated or foreign file is reported with its name
+                raise ConversionError(f"{shard}: not a readable safetensors file ({err})") from None
+            with handle as f:
                 keys = list(f.keys())
                 if weight_map is not None:
-                    lacking = sorted(k for k, v in weight_map.items() if v == shard.name and k not in keys)
+                    present = set(keys)
+                    lacking = sorted(k for k, v in weight_map.items() if v == shard.name and k not in present)
                     if lacking:
                         raise ConversionError(f"{shard}: lacks {lacking[:3]} that {INDEX_FILE} places in it")
                 for key in keys:
