@@ -48,7 +48,9 @@ class RunLogger:
             tags = {**run_tags(), TAG_KIND: "train"}
             run_id = self.client.create_run(exp_id, run_name=cfg.tracking.run_name, tags=tags).info.run_id
             atomic_write_text(run_file, json.dumps({"run_id": run_id, "tracking_uri": self.uri}))
-            self.client.log_batch(run_id, params=_params(cfg.flat_params()))
+            params = _params(cfg.flat_params())
+            for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
+                self.client.log_batch(run_id, params=params[i:i + 100])
             self.client.log_text(run_id, cfg.to_yaml(), "config/train.yaml")
             self.client.log_text(run_id, cfg.model_config_obj().to_yaml(), "config/model.yaml")
         self.run_id = run_id
