@@ -153,6 +153,21 @@ def test_middle_frame_prompt_propagates_both_ways(synth: Path, tracker: SAM2Trac
     assert np.array_equal(decode_rle(tracks[b][0]), gt[b][0])
 
 
+def test_memory_stays_bounded_on_a_long_video(tmp_path: Path) -> None:
+    frames = 40
+    ds = generate_split(tmp_path / "long", SyntheticConfig(frames=frames, height=48, width=48), 1, seed=1,
+                        progress=False)
+    video = next(iter(ds.videos.values()))
+    masks = {o: ds.object_masks(video, o) for o in video.objects}
+    o = next(iter(prompts_from_masks(video, masks, "mask", frame=frames // 2)))
+    prompt = prompts_from_masks(video, masks, "mask", frame=frames // 2)[o]
+    tracker = SAM2Tracker(TINY)
+    tracks = tracker.track_video(ds, video, {o: prompt})
+    keep = max(tracker.sam.num_maskmem, tracker.sam.max_obj_ptrs_in_encoder) + 1
+    assert len(tracks[o]) == frames and tracker.frames_encoded == frames
+    assert 0 < tracker.max_memories <= keep < frames // 2  # older memories than SAM2 attends to were dropped
+
+
 def test_bad_prompts_give_clear_errors(synth: Path, tmp_path: Path) -> None:
     ds = InterRVOSDataset.load(synth)
     name = next(iter(ds.videos))

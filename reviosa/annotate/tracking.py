@@ -82,6 +82,7 @@ class SAM2Tracker:
         if not self.sam.use_mask_input_as_output_without_sam:
             raise TrackingError("the SAM2 build must use mask prompts as the output of their frame")
         self.frames_encoded = 0  # counts image-encoder calls (tests check that resumed videos cost nothing)
+        self.max_memories = 0  # most per-object frame memories ever held (bounded, whatever the video length)
         self.fingerprint = _model_fingerprint(cfg)
 
     @property
@@ -140,6 +141,7 @@ class SAM2Tracker:
             bucket = "cond_frame_outputs" if cond else "non_cond_frame_outputs"
             states[o][bucket][t] = out
             states[o]["non_cond_frame_outputs"].pop(t + keep if reverse else t - keep, None)
+            self.max_memories = max(self.max_memories, len(states[o]["non_cond_frame_outputs"]))
             if cond and prompts[o].mask is not None:
                 m = prompt_mask(prompts[o])  # the prompt mask is the output of its frame, at full resolution
             else:

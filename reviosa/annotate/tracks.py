@@ -20,7 +20,8 @@ def check_tracks(ds: InterRVOSDataset) -> None:
             track = ds.mask_dict.get(obj.anno_id)
             if track is None:
                 raise DatasetError(ds.root / MASK_FILE, f"object {obj.obj_id} has no mask track and no SAM2 "
-                                   "prompt (give its track, or a prompt in prompts.json)", video=name, field=str(obj.anno_id))
+                                   "prompt (give its track, or a prompt in prompts.json)", video=name,
+                                   field=str(obj.anno_id))
             if len(track) != video.num_frames:
                 raise DatasetError(ds.root / MASK_FILE, f"mask track has {len(track)} entries but the video has "
                                    f"{video.num_frames} frames", video=name, field=str(obj.anno_id))
