@@ -111,13 +111,20 @@ def snapshot(split: str, repo: str, name: str, message: str) -> dict:
     """Put the split at ``data/<name>`` of a git+DVC checkout and version it (``dvc push`` + tag ``data-vN``)."""
     from reviosa.storage.config import load_storage_config
     from reviosa.storage.dataversions import DataRepo
+    from reviosa.storage.errors import DataVersionError
 
     data = DataRepo(repo, load_storage_config())
     dest = data.root / data.data_dir / name
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(split, dest)
-    ver = data.snapshot(message)
+    try:
+        ver = data.snapshot(message)
+    except DataVersionError as err:
+        # A rerun (or a retry after the tag was written) with identical data: that version already exists.
+        if "unchanged since" not in str(err) or not data.tags():
+            raise
+        ver = data.version(data.tags()[-1][1])
     return {"version": ver.tag, "md5": ver.md5}
 
 

@@ -1,0 +1,168 @@
+"""The embedded default: the end-to-end pipeline on this machine, from synthetic videos to a served model.
+
+Local S3 (SeaweedFS) and MLflow are started for the run, a throw-away git+DVC repository holds the dataset
+versions, the pipeline runs under ``kfp.local``, and the registered model is then served by ``reviosa serve``
+on 127.0.0.1 and queried once. Entry point: :func:`run_end_to_end`.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class DemoConfig:
+    """Sizes of the local run: small enough for a few CPU minutes."""
+
+    train_videos: int = 24
+    val_videos: int = 4
+    frames: int = 8
+    size: int = 64
+    steps: int = 60
+    seed: int = 0
+    model_name: str = "reviosa-demo"
+    keep_services: bool = False
+
+
+@dataclass
+class DemoResult:
+    """Where everything is, plus the scores and the served answer."""
+
+    out: str
+    tracking_uri: str
+    pipeline_root: str
+    data_repo: str
+    model_version: str = ""
+    metrics: dict = field(default_factory=dict)
+    served: dict = field(default_factory=dict)
+    seconds: dict = field(default_factory=dict)
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True)
+
+
+def _data_repo(root: Path, storage) -> Path:
+    """A fresh git repository with DVC pointing at the local S3 (the pipeline's snapshot target)."""
+    from reviosa.storage.dataversions import DataRepo
+
+    if not (root / ".git").exists():
+        root.mkdir(parents=True, exist_ok=True)
+        _git(root, "init", "--quiet")
+        _git(root, "config", "user.email", "demo@reviosa.invalid")
+        _git(root, "config", "user.name", "reviosa demo")
+        (root / "README.md").write_text("Dataset versions of the reviosa local demo.\n")
+        _git(root, "add", "README.md")
+        _git(root, "commit", "--quiet", "-m", "demo data repository")
+    DataRepo(root, storage).init()
+    return root
+
+
+def _query(url: str, name: str, frames, expression: str) -> dict:
+    """One v2 inference request with base64 PNG frames; returns a short summary of the answer."""
+    from PIL import Image
+
+    encoded = []
+    for f in frames:
+        buf = io.BytesIO()
+        Image.fromarray(f).save(buf, format="PNG")
+        encoded.append(base64.b64encode(buf.getvalue()).decode())
+    body = {"inputs": [{"name": "expression", "shape": [1], "datatype": "BYTES", "data": [expression]},
+                       {"name": "frames", "shape": [len(encoded)], "datatype": "BYTES", "data": encoded}]}
+    req = urllib.request.Request(f"{url}/v2/models/{name}/infer", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=300) as resp:
+        out = {o["name"]: o for o in json.loads(resp.read())["outputs"]}
+    actor = [json.loads(r) for r in out["actor"]["data"]]
+    return {"expression": expression, "text": out["text"]["data"][0],
+            "actor_frames_with_mask": sum(r is not None for r in actor), "frames": len(actor),
+            "has_target": bool(out["has_target"]["data"][0])}
+
+
+def serve_and_query(model_dir: Path, split: Path, name: str, log: Path) -> dict:
+    """Start ``reviosa serve`` on a free loopback port, wait for readiness, query one val expression, stop."""
+    from reviosa.data.format import InterRVOSDataset
+    from reviosa.data.video import read_frames
+    from reviosa.storage.process import free_ports, spawn, wait_http
+
+    port = free_ports(1)[0]
+    argv = [sys.executable, "-c", "from reviosa.cli import main; main()", "serve", "--model", str(model_dir),
+            "--port", str(port), "--name", name]
+    server = spawn("reviosa-serve", argv, log=log, url=f"http://127.0.0.1:{port}")
+    try:
+        wait_http(server, f"/v2/models/{name}/ready", timeout=300)
+        ds = InterRVOSDataset.load(split)
+        video, exp = next(iter(ds.iter_expressions()))
+        answer = _query(server.url, name, read_frames(ds, video), exp.text)
+        return {"url": server.url, **answer}
+    finally:
+        server.stop()
+
+
+def run_end_to_end(out: str | os.PathLike, cfg: DemoConfig | None = None, log=print) -> DemoResult:
+    """Synthesize → annotate → snapshot → train → evaluate → register (kfp.local), then serve and query."""
+    from mlflow import MlflowClient
+
+    from reviosa.pipelines import steps
+    from reviosa.pipelines.local import run_local
+    from reviosa.storage import stack
+    from reviosa.storage.config import local_config_path
+    from reviosa.tracking.registry import download
+
+    cfg = cfg or DemoConfig()
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    seconds = {}
+    saved_env = dict(os.environ)
+    state = stack.up(out / "stack", s3_port=0, mlflow_port=0, with_mlflow=True)
+    try:
+        storage = state.storage
+        seconds["services"] = time.perf_counter() - t0
+        log(f"S3 {storage.endpoint} (bucket {storage.bucket}), MLflow {state.tracking_uri}")
+        # kfp.local steps are subprocesses of this process: they find S3, its keys and MLflow through env.
+        os.environ.update(storage.client_env())
+        os.environ["REVIOSA_STORAGE_CONFIG"] = str(local_config_path(state.root))
+        os.environ["MLFLOW_TRACKING_URI"] = state.tracking_uri
+        t = time.perf_counter()
+        raw = out / "raw"
+        for split, n in (("train", cfg.train_videos), ("val", cfg.val_videos)):
+            if not (raw / split / "meta_expressions.json").exists():
+                steps.synth_split(str(raw / split), n, cfg.frames, cfg.size, cfg.seed, split)
+        repo = _data_repo(out / "data-repo", storage)
+        seconds["synthesize"] = time.perf_counter() - t
+        log(f"synthetic splits in {raw}; dataset versions in {repo}")
+        t = time.perf_counter()
+        root = out / "kfp"
+        run_local("end-to-end", {"raw_train": str(raw / "train"), "raw_val": str(raw / "val"), "data_repo": str(repo),
+                                 "model_size": "tiny", "steps": cfg.steps, "tracking_uri": state.tracking_uri,
+                                 "model_name": cfg.model_name, "deploy_model": False}, root)
+        seconds["pipeline"] = time.perf_counter() - t
+        client = MlflowClient(tracking_uri=state.tracking_uri, registry_uri=state.tracking_uri)
+        mv = client.get_model_version_by_alias(cfg.model_name, "candidate")
+        run = client.get_run(mv.run_id)
+        result = DemoResult(out=str(out), tracking_uri=state.tracking_uri, pipeline_root=str(root),
+                            data_repo=str(repo), model_version=str(mv.version), metrics=dict(run.data.metrics))
+        t = time.perf_counter()
+        model_dir = download(client, cfg.model_name, "candidate", out / "served-model")
+        inner = next((p.parent for p in model_dir.rglob("config.yaml")), model_dir)
+        result.served = serve_and_query(inner, raw / "val", cfg.model_name, out / "serve.log")
+        seconds["serve"] = time.perf_counter() - t
+        seconds["total"] = time.perf_counter() - t0
+        result.seconds = {k: round(v, 1) for k, v in seconds.items()}
+        (out / "demo_result.json").write_text(json.dumps(asdict(result), indent=1))
+        return result
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        if not cfg.keep_services:
+            stack.down(out / "stack")
