@@ -131,7 +131,7 @@ def main() -> None:
     t0 = time.perf_counter()
     splits = make_splits(args.out, args.train_videos, args.val_videos, args.frames, args.size, args.threads)
     results = {"baseline (largest moving blobs)": baseline(splits["val"], args.val_videos)}
-    runs = {}
+    runs: dict[str, dict] = {}
     for key in keys:
         runs[key] = train_variant(key, splits, args.out, args)
         scores = score_variant(key, splits, args.out, args.val_videos, generated=key == "iv")
@@ -139,7 +139,11 @@ def main() -> None:
         results[f"({key}) {VARIANTS[key][0]}"] = scores["forced"]
         if "generated" in scores:
             results[f"({key}) {VARIANTS[key][0]}, generated answers"] = scores["generated"]
-    total = time.perf_counter() - t0
+        report(args, results, runs, time.perf_counter() - t0, final=key == keys[-1])
+
+
+def report(args, results: dict, runs: dict, total: float, final: bool) -> None:
+    """Write the tables so far (after every variant, so a long run shows progress); print them at the end."""
     lines = [f"Tiny ReVIOSa on synthetic videos ({args.train_videos} train / {args.val_videos} held-out, "
              f"{args.frames} frames {args.size}x{args.size}), {args.steps} steps x batch {args.batch_size}, "
              "CPU fp32, J&F on held-out videos (teacher-forced answers unless noted)", "",
@@ -150,7 +154,8 @@ def main() -> None:
               f"{r['final_loss']:.3f} |" for k, r in runs.items()]
     lines += ["", f"total wall time {total / 60:.1f} min"]
     text = "\n".join(lines)
-    print(text)
+    if final:
+        print(text)
     (args.out / "results.md").write_text(text + "\n")
     (args.out / "results.json").write_text(json.dumps({"results": results, "runs": runs, "args": vars(args)},
                                                       indent=2, default=str))
