@@ -192,3 +192,37 @@ def test_evaluation_pipeline_runs_with_kfp_local(tmp_path):
     assert scores["counts"]["expressions"] == stats["expressions"] == len(scores["per_expression"])
     # The random model writes no target track: those roles are scored as missing, never silently skipped.
     assert scores["counts"]["missing_roles"] == sum(1 for m in scores["missing"] if m["role"] == "target")
+
+
+def test_snapshot_step_clones_a_remote_data_repo_and_pushes_the_tag(tmp_path, s3_storage, monkeypatch):
+    import subprocess
+
+    from reviosa.storage.dataversions import DataRepo
+
+    def git(*args, cwd=tmp_path):
+        subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+    origin, work = tmp_path / "origin.git", tmp_path / "work"
+    git("init", "--quiet", "--bare", str(origin))
+    git("clone", "--quiet", str(origin), str(work))
+    for key, value in (("user.email", "t@reviosa.invalid"), ("user.name", "t")):
+        git("config", key, value, cwd=work)
+    (work / "README.md").write_text("data\n")
+    git("add", "README.md", cwd=work)
+    git("commit", "--quiet", "-m", "init", cwd=work)
+    DataRepo(work, s3_storage).init()
+    git("push", "--quiet", "origin", "HEAD", cwd=work)
+    cfg = tmp_path / "storage.yaml"
+    cfg.write_text(s3_storage.to_yaml())
+    monkeypatch.setenv("REVIOSA_STORAGE_CONFIG", str(cfg))
+    split = tmp_path / "split"
+    steps.synth_split(str(split), 1, frames=6, size=48, seed=1, split="val")
+
+    first = steps.snapshot(str(split), f"file://{origin}", "val", "pipeline: val split")
+    again = steps.snapshot(str(split), f"file://{origin}", "val", "pipeline: same val split")
+    assert first["version"] == again["version"] == "data-v1"  # a rerun on identical data reuses the version
+    tags = subprocess.run(["git", "-C", str(origin), "tag", "--list"], capture_output=True, text=True).stdout
+    assert tags.split() == ["data-v1"]
+    log = subprocess.run(["git", "-C", str(origin), "log", "--format=%s", "-1", "data-v1"], capture_output=True,
+                         text=True).stdout
+    assert log.strip() == "pipeline: val split"

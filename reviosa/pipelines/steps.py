@@ -108,7 +108,24 @@ def annotate(split: str, out: str, backend: str = "offline", base_url: str = "",
 
 
 def snapshot(split: str, repo: str, name: str, message: str) -> dict:
-    """Put the split at ``data/<name>`` of a git+DVC checkout and version it (``dvc push`` + tag ``data-vN``)."""
+    """Put the split at ``data/<name>`` of a git+DVC repository and version it (``dvc push`` + tag ``data-vN``).
+
+    ``repo`` is a local checkout, or a git URL: then it is cloned, and the commit and tag are pushed back.
+    """
+    import subprocess
+    import tempfile
+
+    if "://" in repo or repo.startswith("git@"):
+        # A pod has no git identity; the tag message and the run's records say which pipeline made the commit.
+        for var, value in (("GIT_AUTHOR_NAME", "reviosa pipeline"), ("GIT_COMMITTER_NAME", "reviosa pipeline"),
+                           ("GIT_AUTHOR_EMAIL", "pipeline@reviosa.invalid"),
+                           ("GIT_COMMITTER_EMAIL", "pipeline@reviosa.invalid")):
+            os.environ.setdefault(var, value)
+        with tempfile.TemporaryDirectory(prefix="reviosa-data-repo-") as tmp:
+            subprocess.run(["git", "clone", "--quiet", repo, tmp], check=True)
+            out = snapshot(split, tmp, name, message)
+            subprocess.run(["git", "-C", tmp, "push", "--quiet", "--follow-tags", "origin", "HEAD"], check=True)
+            return out
     from reviosa.storage.config import load_storage_config
     from reviosa.storage.dataversions import DataRepo
     from reviosa.storage.errors import DataVersionError
