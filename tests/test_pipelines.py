@@ -226,3 +226,6 @@ def test_snapshot_step_clones_a_remote_data_repo_and_pushes_the_tag(tmp_path, s3
     log = subprocess.run(["git", "-C", str(origin), "log", "--format=%s", "-1", "data-v1"], capture_output=True,
                          text=True).stdout
     assert log.strip() == "pipeline: val split"
+    # The training pipeline's fetch step reads that version back from git + S3.
+    stats = steps.fetch_split("data-v1", str(tmp_path / "fetched"), repo=f"file://{origin}", path="data/val")
+    assert stats == steps.fetch_split(str(split), str(tmp_path / "copy"))
