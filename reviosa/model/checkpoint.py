@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from reviosa.data.atomic import replace_dir
 from reviosa.model.config import ModelConfig
 
 CONFIG_FILE = "config.yaml"
@@ -127,13 +128,7 @@ def save_pretrained(model, directory: str | os.PathLike) -> Path:
         save_file(trainable, str(tmp / TRAINABLE_FILE), metadata=meta)
         if base:
             save_file(base, str(tmp / BASE_FILE), metadata=meta)
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
+        replace_dir(tmp, directory)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return directory

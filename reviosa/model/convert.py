@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from reviosa.data.atomic import replace_dir
 from reviosa.model.checkpoint import CheckpointError
 
 SOURCE_MODEL_TYPE = "internvl_chat"
@@ -285,13 +286,7 @@ def convert_internvl_checkpoint(src_dir: str | os.PathLike, dst_dir: str | os.Pa
                 shutil.copy2(src / name, tmp / name)
         (tmp / "conversion.json").write_text(json.dumps({"source_model_type": SOURCE_MODEL_TYPE,
                                                          "converter_version": CONVERTER_VERSION}, indent=1))
-        if dst.exists():
-            old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-            os.replace(dst, old)
-            os.replace(tmp, dst)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dst)
+        replace_dir(tmp, dst)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dst
