@@ -157,9 +157,16 @@ def test_inference_service_and_status_record(tmp_path):
     assert rec["state"] == "FAILED" and rec["error"] == "out of memory"
 
 
-def test_tokens_off_is_refused_clearly(tmp_path):
-    with pytest.raises(ValueError, match="tokens=False"):
-        steps.train_config(str(tmp_path), "", str(tmp_path / "w"), "tiny", 1.0, True, False)
+def test_ui_switches_reach_the_training_config(tmp_path):
+    split = tmp_path / "split"
+    stats = steps.synth_split(str(split), 2, frames=6, size=48, seed=0, split="train")
+    full = steps.train_config(str(split), "", str(tmp_path / "w"), "tiny", 2.0, True, True)
+    ablated = steps.train_config(str(split), "", str(tmp_path / "w"), "tiny", 2.0, False, False)
+    assert not full.single_seg_token and ablated.single_seg_token
+    assert ablated.model_config_obj().loss.aml_heads == [] and full.model_config_obj().loss.aml_heads
+    per_step = full.batch_size * full.grad_accum * full.data.expressions_per_sample
+    assert full.steps == -(-2 * stats["expressions"] // per_step)  # epochs → optimizer steps, rounded up
+    assert steps.train_config(str(split), "", str(tmp_path / "w"), "tiny", 2.0, True, True, steps=7).steps == 7
 
 
 @pytest.mark.slow

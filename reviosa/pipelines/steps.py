@@ -151,9 +151,6 @@ def train_config(train_split: str, val_split: str, out: str, model_size: str, ep
     from reviosa.data.format import InterRVOSDataset
     from reviosa.train.config import TrainConfig
 
-    if not tokens:
-        raise ValueError("tokens=False (one [SEG] token instead of [SEG_ACT]/[SEG_TAR]) is not implemented "
-                         "by reviosa.model; run with tokens=True")
     # The shipped training configs are tiny (CPU) and 1b (GPU); 4b starts from 1b's schedule.
     base = TrainConfig.from_yaml("tiny" if model_size == "tiny" else "1b").model_dump(mode="json")
     base["model"] = model_size
@@ -168,6 +165,8 @@ def train_config(train_split: str, val_split: str, out: str, model_size: str, ep
     base["validation"]["every"] = 0
     if not aml:
         base.setdefault("model_overrides", {})["loss"] = {"aml_heads": []}
+    # tokens off = the paper's single-[SEG] ablation: [SEG_TAR] shares [SEG_ACT]'s embedding.
+    base["single_seg_token"] = not tokens
     base["tracking"].update(enabled=bool(tracking_uri), uri=tracking_uri or None)
     return TrainConfig.build(base, source="pipeline parameters")
 
