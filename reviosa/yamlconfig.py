@@ -12,6 +12,19 @@ from pydantic import BaseModel, ValidationError
 M = TypeVar("M", bound=BaseModel)
 
 
+def shipped_or_path(path: str | os.PathLike, shipped_dir: Path, error: type[Exception],
+                    what: str = "config") -> Path:
+    """``path`` when it is a file, else the shipped ``<shipped_dir>/<name>.yaml``; ``error`` lists the names."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    shipped = shipped_dir / f"{p.name.removesuffix('.yaml')}.yaml"
+    if shipped.is_file():
+        return shipped
+    names = sorted(f.stem for f in shipped_dir.glob("*.yaml"))
+    raise error(f"{path}: no such {what} (shipped: {names})")
+
+
 def read_yaml_mapping(path: str | os.PathLike, error: type[Exception], what: str = "config") -> dict[str, Any]:
     """The top-level mapping of a YAML file; ``error`` names the file when it is unreadable or not a mapping."""
     path = Path(path)

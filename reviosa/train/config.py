@@ -9,6 +9,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from reviosa.yamlconfig import read_yaml_mapping, shipped_or_path, validate_config
+
 CONFIG_DIR = Path(__file__).with_name("configs")
 
 
@@ -113,12 +115,7 @@ class TrainConfig(_Strict):
     def from_yaml(cls, path: str | os.PathLike, **overrides: Any) -> "TrainConfig":
         """Load a YAML config (a name such as ``tiny`` means the shipped one); dotted overrides (``data.train``)."""
         path = resolve_config_path(path)
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise TrainConfigError(f"{path}: cannot read training config ({err})") from None
-        if not isinstance(raw, dict):
-            raise TrainConfigError(f"{path}: a training config must be a mapping")
+        raw = read_yaml_mapping(path, TrainConfigError, "training config")
         for key, value in overrides.items():
             node = raw
             *parents, leaf = key.split(".")
@@ -130,11 +127,7 @@ class TrainConfig(_Strict):
     @classmethod
     def build(cls, raw: dict, source: str = "config") -> "TrainConfig":
         """Validate a mapping into a config, one readable error naming every bad field."""
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as err:
-            bad = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(config)'}: {e['msg']}" for e in err.errors())
-            raise TrainConfigError(f"{source}: invalid training config: {bad}") from None
+        return validate_config(cls, raw, source, TrainConfigError, "training config")
 
     def to_yaml(self) -> str:
         """The config as YAML text (round-trips through ``from_yaml``)."""
@@ -173,13 +166,7 @@ def _deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+
 def resolve_config_path(path: str | os.PathLike) -> Path:
     """A config file path, or the shipped training config of that name."""
-    p = Path(path)
-    if p.is_file():
-        return p
-    shipped = CONFIG_DIR / f"{p.name.removesuffix('.yaml')}.yaml"
-    if shipped.is_file():
-        return shipped
-    names = sorted(f.stem for f in CONFIG_DIR.glob("*.yaml"))
-    raise TrainConfigError(f"{path}: no such training config (shipped: {names})")
+    return shipped_or_path(path, CONFIG_DIR, TrainConfigError, "training config")
