@@ -69,6 +69,7 @@ def test_forward_backward_all_losses_and_gradient_routing(cfg, model):
     assert touched("lora_B") and all(grads[n] is not None for n in grads if "lora_A" in n)
     assert touched("trainable_tokens_delta")
     assert touched("multi_modal_projector")
+    assert touched("lm_head.modules_to_save")  # the tiny config trains its random lm_head whole
     assert len(touched("projection.")) == 4
     assert touched("sam_mask_decoder.output_upscaling") and touched("sam_mask_decoder.conv_s0")
     frozen = [n for n in grads if n.startswith(("sam.image_encoder", "sam.memory", "sam.sam_prompt_encoder"))
@@ -236,6 +237,8 @@ def test_config_errors_name_the_problem(tmp_path):
         ModelConfig.from_yaml("tiny", loss={"aml_heads": [[9, 0]]})
     with pytest.raises(ModelConfigError, match="no such model config"):
         ModelConfig.from_yaml(tmp_path / "nope.yaml")
+    with pytest.raises(ModelConfigError, match="train_lm_head needs"):
+        ModelConfig.from_yaml("1b", lora={"train_lm_head": True}, mllm={"text": {"tie_word_embeddings": True}})
     big = ModelConfig.from_yaml("1b")
     assert big.mllm.tokens_per_frame == 256 and big.sam2.low_res == 256
 
@@ -312,8 +315,10 @@ def test_sam2_checkpoint_is_read_weights_only(cfg, tmp_path):
 def test_real_format_internvl_folder_loads_and_untied_heads_train(cfg, tmp_path):
     from reviosa.model.mllm import build_mllm
 
+    # As for a real checkpoint: an untied lm_head of which only the new token rows train.
     untied = cfg.model_copy(update={"mllm": cfg.mllm.model_copy(
-        update={"text": cfg.mllm.text.model_copy(update={"tie_word_embeddings": False})})})
+        update={"text": cfg.mllm.text.model_copy(update={"tie_word_embeddings": False})}),
+        "lora": cfg.lora.model_copy(update={"train_lm_head": False})})
     torch.manual_seed(4)
     hf, tok = build_mllm(untied)
     hf.save_pretrained(tmp_path / "internvl")       # transformers-native folder: config.json + safetensors

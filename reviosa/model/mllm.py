@@ -81,9 +81,12 @@ def add_lora(model, cfg: ModelConfig, seg_ids: list[int]):
     from peft import LoraConfig, get_peft_model
 
     tied = model.lm_head.weight is model.get_input_embeddings().weight
-    trainable_tokens = {"embed_tokens": seg_ids} if tied else {"embed_tokens": seg_ids, "lm_head": seg_ids}
+    trainable_tokens = {"embed_tokens": seg_ids}
+    if not tied and not cfg.lora.train_lm_head:
+        trainable_tokens["lm_head"] = seg_ids
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout, bias="none",
-                      target_modules=LORA_TARGETS, trainable_token_indices=trainable_tokens)
+                      target_modules=LORA_TARGETS, trainable_token_indices=trainable_tokens,
+                      modules_to_save=["lm_head"] if cfg.lora.train_lm_head else None)
     peft_model = get_peft_model(model, lora)
     inner = peft_model.base_model.model
     inner.model.multi_modal_projector.requires_grad_(True)
