@@ -16,7 +16,8 @@ app = typer.Typer(
 
 # Each module defines ``register(app)``; heavy imports (torch, mlflow, kfp) stay inside the commands so
 # ``reviosa --help`` is instant.
-_MODULES = ["data", "evaluate", "baselines", "demo", "services", "runs", "dataversions", "synth", "annotate", "model", "serve", "pipeline", "train"]
+_MODULES = ["data", "evaluate", "baselines", "demo", "services", "runs", "dataversions", "synth", "annotate", "model",
+            "serve", "pipeline", "train"]
 
 for _name in _MODULES:
     importlib.import_module(f"reviosa.cli.{_name}").register(app)

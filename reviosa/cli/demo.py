@@ -1,4 +1,4 @@
-"""``reviosa demo``: the embedded default run on the synthetic world, no weights or services needed."""
+"""``reviosa demo``: the embedded default, the end-to-end pipeline on this machine (no weights, no cluster)."""
 
 from __future__ import annotations
 
@@ -13,40 +13,33 @@ def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
 
 
-def demo(out: Path = typer.Option(Path("outputs/demo"), "--out", help="Folder for the split, predictions, reports"),
-         videos: int = typer.Option(40, help="Synthetic videos in the evaluation split"),
-         seed: int = typer.Option(0, help="Seed of the synthetic world"),
-         workers: int = typer.Option(0, help="Worker processes (0 = all cores)")) -> None:
-    """Generate a synthetic split, run the baselines on it and evaluate them with the InterRVOS protocol."""
-    from reviosa.baselines.predictors import PREDICTORS, run_baseline
-    from reviosa.data.synthetic import generate_split, load_config, split_stats
-    from reviosa.evaluate.config import EvalConfig
-    from reviosa.evaluate.protocol import evaluate_split
-    from reviosa.evaluate.report import write_outputs
+def demo(out: Path = typer.Option(Path("outputs/demo"), "--out", help="Folder for everything the run writes"),
+         train_videos: int = typer.Option(24, "--train-videos", min=1, help="Synthetic training videos"),
+         val_videos: int = typer.Option(4, "--val-videos", min=1, help="Held-out synthetic videos"),
+         steps: int = typer.Option(300, "--steps", min=1, help="Training steps of the tiny model"),
+         seed: int = typer.Option(0, "--seed", help="Seed of the synthetic world and of training"),
+         keep_services: bool = typer.Option(False, "--keep-services", help="Leave S3 and MLflow running")) -> None:
+    """End-to-end pipeline locally: S3 + MLflow, synthetic videos, annotate, snapshot, train, evaluate, serve."""
+    from reviosa.pipelines.demo import DemoConfig, run_end_to_end
 
-    start = time.perf_counter()
-    out = out.resolve()
-    split_dir = out / "synthetic-val"
-    typer.secho(f"[1/3] synthetic world: {videos} videos -> {split_dir}", bold=True)
-    ds = generate_split(split_dir, load_config(), videos, seed, split="val", workers=max(1, workers or 2))
-    stats = split_stats(ds)
-    typer.echo(f"      {stats['videos']} videos, {stats['expressions']} expressions "
-               f"({stats['expressions_interaction']} interaction, {stats['expressions_with_target']} with a target)")
-    rows = []
-    cfg = EvalConfig(workers=workers, progress=True)
-    for i, name in enumerate(PREDICTORS, start=1):
-        pred = out / "predictions" / name
-        typer.secho(f"[2/3] baseline {i}/{len(PREDICTORS)}: {name} -> {pred}", bold=True)
-        run_baseline(name, split_dir, pred, workers=workers or None)
-        result = evaluate_split(ds, pred, cfg)
-        write_outputs(result, out / "eval" / name)
-        rows.append((name, result.summary, len(result.missing)))
-    typer.secho("[3/3] InterRVOS evaluation (J&F x100; J / F in the per-method reports)", bold=True)
-    header = f"{'method':16s} {'Actor J&F':>10s} {'Target J&F':>11s} {'RVOS J&F':>9s} {'missing':>8s}"
+    t0 = time.perf_counter()
+    cfg = DemoConfig(train_videos=train_videos, val_videos=val_videos, steps=steps, seed=seed,
+                     keep_services=keep_services)
+    res = run_end_to_end(out, cfg, log=typer.echo)
+    typer.secho(f"\nInterRVOS on {val_videos} held-out synthetic videos (J&F x100)", bold=True)
+    header = f"{'method':28s} {'Actor J&F':>10s} {'Target J&F':>11s} {'RVOS J&F':>9s}"
     typer.echo(header)
     typer.echo("-" * len(header))
-    for name, s, missing in rows:
+    rows = [(f"ReVIOSa-tiny ({steps} steps)", res.metrics), *res.baselines.items()]
+    for name, s in rows:
         cell = lambda k: f"{100 * s[k]:.1f}" if k in s else "-"  # noqa: E731
-        typer.echo(f"{name:16s} {cell('actor_JF'):>10s} {cell('target_JF'):>11s} {cell('rvos_JF'):>9s} {missing:>8d}")
-    typer.echo(f"\nreports: {out / 'eval'}/<method>/ (results.json, per_expression.csv, jf_hist.png)")
-    typer.echo(f"done in {time.perf_counter() - start:.1f} s")
+        typer.echo(f"{name:28s} {cell('actor_JF'):>10s} {cell('target_JF'):>11s} {cell('rvos_JF'):>9s}")
+    typer.echo(f"\nserved answer ({res.served.get('url')}): {res.served.get('text')!r}, actor mask on "
+               f"{res.served.get('actor_frames_with_mask')}/{res.served.get('frames')} frames")
+    typer.echo(f"registered model: {cfg.model_name} v{res.model_version} (alias candidate)")
+    typer.echo(f"MLflow: {res.tracking_uri}" + ("" if keep_services else
+                                                 " (stopped; rerun with --keep-services to browse it)"))
+    typer.echo(f"pipeline artefacts: {res.pipeline_root}")
+    typer.echo(f"dataset versions: git -C {res.data_repo} tag --list 'data-v*'")
+    typer.echo(f"baseline reports: {Path(res.out) / 'baselines' / 'eval'}/<method>/")
+    typer.echo(f"done in {time.perf_counter() - t0:.0f} s {res.seconds}")

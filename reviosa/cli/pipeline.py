@@ -13,7 +13,6 @@ def register(app: typer.Typer) -> None:
     group.command("compile")(compile_specs)
     group.command("submit")(submit)
     group.command("run-local")(run_local)
-    group.command("demo")(demo)
     app.add_typer(group, name="pipeline")
 
 
@@ -91,25 +90,3 @@ def run_local(pipeline: str = typer.Option("evaluation", "--pipeline", help="Pip
     typer.echo(f"{pipeline}: finished; artefacts under {root.resolve()}")
     for key, value in outputs.items():
         typer.echo(f"  {key}: {getattr(value, 'path', value)}")
-
-
-def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for everything the run writes"),
-         train_videos: int = typer.Option(24, "--train-videos", min=1),
-         val_videos: int = typer.Option(4, "--val-videos", min=1),
-         steps: int = typer.Option(60, "--steps", min=1, help="Training steps of the tiny model"),
-         keep_services: bool = typer.Option(False, "--keep-services", help="Leave S3 and MLflow running")) -> None:
-    """End-to-end pipeline on this machine: local S3 + MLflow, synthetic data, tiny model, served and queried."""
-    import time
-
-    from reviosa.pipelines.demo import DemoConfig, run_end_to_end
-
-    t0 = time.perf_counter()
-    res = run_end_to_end(out, DemoConfig(train_videos=train_videos, val_videos=val_videos, steps=steps,
-                                         keep_services=keep_services), log=typer.echo)
-    typer.echo(f"done in {time.perf_counter() - t0:.0f} s {res.seconds}")
-    typer.echo(f"model: {res.model_version and 'reviosa-demo v' + res.model_version} (alias candidate)")
-    typer.echo("scores: " + ", ".join(f"{k}={v:.3f}" for k, v in sorted(res.metrics.items())))
-    typer.echo(f"served answer: {res.served}")
-    typer.echo(f"MLflow: {res.tracking_uri}" + ("" if keep_services else " (stopped; rerun with --keep-services)"))
-    typer.echo(f"pipeline artefacts: {res.pipeline_root}")
-    typer.echo(f"dataset versions: git -C {res.data_repo} tag --list 'data-v*'")

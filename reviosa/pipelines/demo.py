@@ -27,7 +27,7 @@ class DemoConfig:
     val_videos: int = 4
     frames: int = 8
     size: int = 64
-    steps: int = 60
+    steps: int = 300
     seed: int = 0
     model_name: str = "reviosa-demo"
     keep_services: bool = False
@@ -44,6 +44,7 @@ class DemoResult:
     model_version: str = ""
     metrics: dict = field(default_factory=dict)
     served: dict = field(default_factory=dict)
+    baselines: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
 
 
@@ -108,6 +109,23 @@ def serve_and_query(model_dir: Path, split: Path, name: str, log: Path) -> dict:
         server.stop()
 
 
+def score_baselines(split: Path, out: Path) -> dict[str, dict[str, float]]:
+    """InterRVOS summary of every baseline predictor on ``split`` (the yardstick printed beside the model)."""
+    from reviosa.baselines.predictors import PREDICTORS, run_baseline
+    from reviosa.evaluate.config import EvalConfig
+    from reviosa.evaluate.protocol import evaluate_split
+    from reviosa.evaluate.report import write_outputs
+
+    scores = {}
+    for name in PREDICTORS:
+        pred = out / "predictions" / name
+        run_baseline(name, split, pred, workers=1)
+        result = evaluate_split(split, pred, EvalConfig(workers=1, progress=False))
+        write_outputs(result, out / "eval" / name)
+        scores[name] = dict(result.summary)
+    return scores
+
+
 def run_end_to_end(out: str | os.PathLike, cfg: DemoConfig | None = None, log=print) -> DemoResult:
     """Synthesize → annotate → snapshot → train → evaluate → register (kfp.local), then serve and query."""
     from mlflow import MlflowClient
@@ -157,6 +175,9 @@ def run_end_to_end(out: str | os.PathLike, cfg: DemoConfig | None = None, log=pr
         inner = next((p.parent for p in model_dir.rglob("config.yaml")), model_dir)
         result.served = serve_and_query(inner, raw / "val", cfg.model_name, out / "serve.log")
         seconds["serve"] = time.perf_counter() - t
+        t = time.perf_counter()
+        result.baselines = score_baselines(raw / "val", out / "baselines")
+        seconds["baselines"] = time.perf_counter() - t
         seconds["total"] = time.perf_counter() - t0
         result.seconds = {k: round(v, 1) for k, v in seconds.items()}
         (out / "demo_result.json").write_text(json.dumps(asdict(result), indent=1))
