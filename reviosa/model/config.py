@@ -183,7 +183,6 @@ class ModelConfig(_Strict):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-
 def resolve_config_path(path: str | os.PathLike) -> Path:
     """A config file path, or the shipped config of that name (``tiny``, ``1b``, ``4b``)."""
     return shipped_or_path(path, CONFIG_DIR, ModelConfigError, "model config")

@@ -166,7 +166,6 @@ def _deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
-
 def resolve_config_path(path: str | os.PathLike) -> Path:
     """A config file path, or the shipped training config of that name."""
     return shipped_or_path(path, CONFIG_DIR, TrainConfigError, "training config")
