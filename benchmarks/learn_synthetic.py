@@ -10,7 +10,7 @@ plus CPU throughput (samples/s). Validation teacher-forces the answer text ("Sur
 [SEG_TAR].") for every variant, so the ablation compares the segmentation path alone (a single-token model
 cannot say which [SEG] is the target when it generates); variant (iv) is also scored with generated answers.
 
-    python benchmarks/learn_synthetic.py --out runs/learn --steps 1500   # ~20 min on 2 CPU cores (~27 samples/s)
+    python benchmarks/learn_synthetic.py --out runs/learn --steps 1500   # ~27 min on 2 CPU cores (~9 samples/s)
     python benchmarks/learn_synthetic.py --out runs/learn --steps 20 --variants iv   # smoke run
 
 Targets (issue): Actor J&F >= 0.8 and Target >= 0.7 on CPU within 30 minutes, ablation in the paper's order.
