@@ -50,7 +50,9 @@ def test_demo_runs_the_end_to_end_pipeline_and_serves_the_registered_model(tmp_p
     assert table["oracle"] == (100.0, 100.0, 100.0)
     assert table["empty"][2] < table["largest-moving"][2] < 100.0
     for name in ("oracle", "empty", "largest-moving"):
-        assert (out / "baselines" / "eval" / name / "results.json").is_file()
+        report = out / "baselines" / "eval" / name
+        assert json.loads((report / "results.json").read_text())["missing"] == []
+        assert (report / "jf_hist.png").stat().st_size > 1000
     # Two dataset versions (train, then train + val) were pushed and tagged by the snapshot steps.
     tags = subprocess.run(["git", "-C", res["data_repo"], "tag", "--list"], capture_output=True, text=True).stdout
     assert tags.split() == ["data-v1", "data-v2"]
