@@ -131,11 +131,11 @@ def test_attention_mask_loss_equals_direct_eager_computation(cfg, model):
             cols = vis[b].nonzero()[:, 0]
             for e, pos in enumerate((batch.input_ids[b] == model.token_ids[SEG_ACT]).nonzero()[:, 0]):
                 act_rows.append(att[b, head, pos, cols])
-                act_gt.append(patch_masks(batch.actor_masks[b, e], grid).flatten())
+                act_gt.append(patch_masks(batch.actor_masks[b, e], grid, cfg.loss.aml_patch_rule).flatten())
             for pos in (batch.input_ids[b] == model.token_ids[SEG_TAR]).nonzero()[:, 0]:
                 e = int((batch.input_ids[b, :pos] == model.token_ids[SEG_ACT]).sum()) - 1
                 tar_rows.append(att[b, head, pos, cols])
-                tar_gt.append(patch_masks(batch.target_masks[b, e], grid).flatten())
+                tar_gt.append(patch_masks(batch.target_masks[b, e], grid, cfg.loss.aml_patch_rule).flatten())
 
         def bce(rows, gts):
             p = torch.stack(rows).clamp(1e-6, 1 - 1e-6)
@@ -150,6 +150,12 @@ def test_attention_bce_and_patch_masks_on_a_hand_case():
     m = torch.zeros(1, 8, 8)
     m[0, :4, 4:] = 1
     assert patch_masks(m, 2).tolist() == [[0.0, 1.0, 0.0, 0.0]]
+    dot = torch.zeros(1, 8, 8)
+    dot[0, 5, 2] = 1  # one pixel, not the one nearest sampling reads in its patch
+    assert patch_masks(dot, 2).tolist() == [[0.0, 0.0, 0.0, 0.0]]
+    assert patch_masks(dot, 2, "any").tolist() == [[0.0, 0.0, 1.0, 0.0]]
+    with pytest.raises(ValueError, match="unknown patch rule"):
+        patch_masks(dot, 2, "mean")
     p = torch.tensor([[0.5, 0.25]])
     g = torch.tensor([[1.0, 0.0]])
     assert attention_bce(p, g).item() == pytest.approx((math.log(2) + -math.log(0.75)) / 2, rel=1e-6)
@@ -198,7 +204,20 @@ def test_from_pretrained_reads_an_s3_uri(cfg, model, tmp_path, s3_storage, monke
         assert torch.equal(p, q), n
 
 
-def test_predict_video_roles_and_resolution(cfg, model):
+def _with_memory(cfg, memory: bool) -> ModelConfig:
+    return cfg.model_copy(update={"inference": cfg.inference.model_copy(update={"memory": memory})})
+
+
+@pytest.mark.parametrize("memory", [True, False], ids=["sam2-memory", "every-frame"])
+def test_predict_video_roles_and_resolution(cfg, model, memory):
+    model.config = _with_memory(cfg, memory)
+    try:
+        _check_roles_and_resolution(cfg, model)
+    finally:
+        model.config = cfg
+
+
+def _check_roles_and_resolution(cfg, model):
     frames = np.random.default_rng(4).integers(0, 255, (9, 30, 44, 3), dtype=np.uint8)
     inter = predict_video(model, frames, INTERACTION, answer=answer_text(cfg, True))
     assert inter.actor.shape == (9, 30, 44) and inter.actor.dtype == bool
@@ -211,6 +230,32 @@ def test_predict_video_roles_and_resolution(cfg, model):
     assert isinstance(generated.text, str) and generated.actor.shape == (3, 30, 44)
     with pytest.raises(ValueError, match="empty"):
         predict_video(model, frames, "  ")
+
+
+def test_predict_video_without_memory_prompts_every_frame_alone(cfg, model):
+    from reviosa.model import mllm as mllm_ops
+    from reviosa.model import sam as sam_ops
+    from reviosa.model.inference import seg_embeddings
+    from reviosa.model.tokenizer import encode_conversation
+
+    frames = np.random.default_rng(5).integers(0, 255, (6, 30, 44, 3), dtype=np.uint8)
+    answer = answer_text(cfg, True)
+    model.config = _with_memory(cfg, False)
+    try:
+        pred = predict_video(model, frames, INTERACTION, answer=answer)
+    finally:
+        model.config = cfg
+    keys = key_frame_indices(6, cfg.inference.key_frames)
+    prompt, _ = encode_conversation(model.tokenizer, cfg, len(keys), [INTERACTION], None)
+    pixels = mllm_ops.preprocess_frames(frames[keys], cfg.mllm.vision.image_size)
+    emb = seg_embeddings(model.eval(), prompt + model.tokenizer.encode(answer, add_special_tokens=False), pixels)
+    lang = torch.stack([emb[SEG_ACT], emb[SEG_TAR]])
+    for i in range(6):
+        # Each frame on its own, as a one-frame video prompted on that frame: no other frame can leak in.
+        alone = sam_ops.propagate(model.sam, 1, lambda _: sam_ops.preprocess_frames(frames[i][None],
+                                                                                    cfg.sam2.image_size),
+                                  lang, [0], (30, 44))
+        assert np.array_equal(alone[0, 0], pred.actor[i]) and np.array_equal(alone[1, 0], pred.target[i]), i
 
 
 def test_key_frames():

@@ -124,6 +124,9 @@ class LossConfig(_Strict):
     text_weight: float = 1.0
     aml_weight: float = 1.0
     aml_heads: list[tuple[int, int]] = [(22, 5), (22, 7), (22, 10), (22, 11)]
+    # One sampled pixel per patch misses objects smaller than a patch (tiny 4x4 grid: 2/3 of frames showing them).
+    aml_patch_rule: Literal["nearest", "any"] = Field("nearest", description="AML target per vision patch: the "
+                                                      "official nearest sample, or any object pixel in the patch")
     num_points: int = Field(12544, ge=0, description="point-sampled mask loss; 0 = every low-res pixel")
     oversample_ratio: float = 3.0
     importance_sample_ratio: float = 0.75
@@ -144,6 +147,8 @@ class InferenceConfig(_Strict):
     key_frames: int = Field(5, ge=1)
     key_frame_sampling: Literal["first", "uniform"] = "first"
     max_new_tokens: int = Field(32, ge=1)
+    # Training never runs SAM2's memory path; a pretrained SAM2 brings working memory modules, a random one does not.
+    memory: bool = Field(True, description="track with SAM2 memory from the key frames; false: prompt every frame")
 
 
 class ModelConfig(_Strict):

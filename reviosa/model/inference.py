@@ -108,7 +108,8 @@ def predict_video(model, frames, expression: str, answer: str | None = None) -> 
         def get_frame(i: int) -> torch.Tensor:
             return sam_ops.preprocess_frames(frames[i][None], cfg.sam2.image_size).to(device, sam_dtype)
 
-        masks = sam_ops.propagate(model.sam, n, get_frame, lang.to(sam_dtype), keys, (h, w))
+        cond = keys if cfg.inference.memory else range(n)
+        masks = sam_ops.propagate(model.sam, n, get_frame, lang.to(sam_dtype), cond, (h, w))
         return Prediction(text=text, actor=masks[0], target=masks[1] if len(lang) > 1 else None)
     finally:
         model.train(was_training)

@@ -53,8 +53,17 @@ def attention_bce(probs: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     return -(g * p.log() + (1.0 - g) * (1.0 - p).log()).mean()
 
 
-def patch_masks(masks: torch.Tensor, grid: int) -> torch.Tensor:
-    """(..., h, w) masks → (..., grid²) nearest-downsampled patch masks, row-major like the vision tokens."""
+def patch_masks(masks: torch.Tensor, grid: int, rule: str = "nearest") -> torch.Tensor:
+    """(..., h, w) masks → (..., grid²) patch masks, row-major like the vision tokens.
+
+    ``nearest`` samples one pixel per patch (the official ReVIOSa); ``any`` marks every patch the object touches.
+    """
     lead = masks.shape[:-2]
-    small = F.interpolate(masks.reshape(-1, 1, *masks.shape[-2:]).float(), size=(grid, grid), mode="nearest")
+    x = masks.reshape(-1, 1, *masks.shape[-2:]).float()
+    if rule == "nearest":
+        small = F.interpolate(x, size=(grid, grid), mode="nearest")
+    elif rule == "any":
+        small = F.adaptive_max_pool2d(x, (grid, grid))
+    else:
+        raise ValueError(f"unknown patch rule {rule!r} (nearest | any)")
     return small.reshape(*lead, grid * grid)

@@ -168,9 +168,10 @@ class ReviosaModel(nn.Module):
 
     def _aml(self, hidden_states, batch: ReviosaBatch, tokens: _SegTokens) -> torch.Tensor:
         grid = self.config.mllm.grid
-        gt_act = patch_masks(batch.actor_masks, grid).flatten(2)                    # (B, E, T·g²)
+        rule = self.config.loss.aml_patch_rule
+        gt_act = patch_masks(batch.actor_masks, grid, rule).flatten(2)              # (B, E, T·g²)
         gt_act = gt_act.view(-1, gt_act.size(-1))
-        gt_tar = patch_masks(batch.target_masks, grid).flatten(2)[tokens.tar_b, tokens.tar_e]
+        gt_tar = patch_masks(batch.target_masks, grid, rule).flatten(2)[tokens.tar_b, tokens.tar_e]
         rows_b = torch.cat([tokens.act_b, tokens.tar_b])
         rows_pos = torch.cat([tokens.act_pos, tokens.tar_pos])
         n_act = tokens.act_b.numel()
