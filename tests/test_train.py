@@ -177,3 +177,25 @@ def test_single_token_ablation_keeps_the_two_rows_tied(synth):
         assert not torch.equal(rows[tied][0], before[0])  # the token rows do train
     torch.testing.assert_close(rows[True][0], rows[True][1], rtol=1e-5, atol=1e-6)
     assert not torch.allclose(rows[False][0] - rows[False][1], torch.zeros_like(rows[False][0]))
+
+
+def test_role_overlap_tells_a_role_blind_model_from_a_role_aware_one():
+    from types import SimpleNamespace
+
+    from reviosa.train.validation import score_expression, summarize
+
+    gt_act = np.zeros((3, 16, 16), dtype=bool)
+    gt_act[:, 2:6, 2:6] = True
+    gt_tar = np.zeros_like(gt_act)
+    gt_tar[:, 9:14, 9:14] = True
+    both = gt_act | gt_tar
+    exp = SimpleNamespace(exp_id="0", has_target=True)
+    plain = SimpleNamespace(exp_id="1", has_target=False)
+    aware = [score_expression("v", exp, gt_act, gt_tar, gt_act, gt_tar), score_expression("v", plain, gt_act, None,
+                                                                                          gt_act, None)]
+    blind = [score_expression("v", exp, gt_act, gt_tar, both, both)]
+    assert summarize(aware)["role_iou"] == 0.0 and "role_iou" not in aware[1]
+    assert summarize(blind)["role_iou"] == 1.0
+    # A role-blind union mask scores each role by its share of the union (16 and 25 of 41 pixels per frame).
+    assert summarize(blind)["actor_J"] == pytest.approx(16 / 41)
+    assert summarize(blind)["target_J"] == pytest.approx(25 / 41)

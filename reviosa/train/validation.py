@@ -27,11 +27,14 @@ def _mean(pairs: list[tuple[float, float]], key: str) -> dict[str, float]:
 
 
 def summarize(rows: list[dict]) -> dict[str, float]:
-    """MLflow-safe ``actor_J``/``_F``/``_JF``, ``target_*``, ``rvos_*`` from per-expression rows."""
+    """MLflow-safe ``actor_J``/``_F``/``_JF``, ``target_*``, ``rvos_*`` (and the mean ``role_iou``) from rows."""
     inter = [r for r in rows if r["has_target"]]
     out = _mean([(r["actor_J"], r["actor_F"]) for r in inter], "actor")
     out.update(_mean([(r["target_J"], r["target_F"]) for r in inter], "target"))
     out.update(_mean([(r["actor_J"], r["actor_F"]) for r in rows], "rvos"))
+    overlap = [r["role_iou"] for r in inter if "role_iou" in r]
+    if overlap:
+        out["role_iou"] = float(np.mean(overlap))
     return out
 
 
@@ -47,6 +50,9 @@ def score_expression(video_name: str, exp, gt_act: np.ndarray, gt_tar: np.ndarra
         else:
             tj, tf = jf(gt_tar, target, bound_th)
             row["target_J"], row["target_F"] = float(tj.mean()), float(tf.mean())
+            # Actor and target are different objects: an overlap near 1 means the prompt's role is being ignored.
+            union = np.logical_or(actor, target).sum()
+            row["role_iou"] = float(np.logical_and(actor, target).sum() / union) if union else 1.0
     return row
 
 
