@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -204,17 +205,20 @@ def test_from_pretrained_reads_an_s3_uri(cfg, model, tmp_path, s3_storage, monke
         assert torch.equal(p, q), n
 
 
-def _with_memory(cfg, memory: bool) -> ModelConfig:
-    return cfg.model_copy(update={"inference": cfg.inference.model_copy(update={"memory": memory})})
+@contextmanager
+def sam2_memory(model, cfg: ModelConfig, memory: bool):
+    """The shared module-scoped model with ``inference.memory`` switched for the block."""
+    model.config = cfg.model_copy(update={"inference": cfg.inference.model_copy(update={"memory": memory})})
+    try:
+        yield model
+    finally:
+        model.config = cfg
 
 
 @pytest.mark.parametrize("memory", [True, False], ids=["sam2-memory", "every-frame"])
 def test_predict_video_roles_and_resolution(cfg, model, memory):
-    model.config = _with_memory(cfg, memory)
-    try:
+    with sam2_memory(model, cfg, memory):
         _check_roles_and_resolution(cfg, model)
-    finally:
-        model.config = cfg
 
 
 def _check_roles_and_resolution(cfg, model):
@@ -240,11 +244,8 @@ def test_predict_video_without_memory_prompts_every_frame_alone(cfg, model):
 
     frames = np.random.default_rng(5).integers(0, 255, (6, 30, 44, 3), dtype=np.uint8)
     answer = answer_text(cfg, True)
-    model.config = _with_memory(cfg, False)
-    try:
+    with sam2_memory(model, cfg, False):
         pred = predict_video(model, frames, INTERACTION, answer=answer)
-    finally:
-        model.config = cfg
     keys = key_frame_indices(6, cfg.inference.key_frames)
     prompt, _ = encode_conversation(model.tokenizer, cfg, len(keys), [INTERACTION], None)
     pixels = mllm_ops.preprocess_frames(frames[keys], cfg.mllm.vision.image_size)
