@@ -18,7 +18,7 @@ from reviosa.model.checkpoint import CheckpointError, build_model, from_pretrain
 from reviosa.model.config import ModelConfig, ModelConfigError
 from reviosa.model.inference import key_frame_indices, predict_video
 from reviosa.model.losses import attention_bce, patch_masks
-from reviosa.model.tokenizer import SEG_ACT, SEG_TAR, answer_text, build_tiny_tokenizer
+from reviosa.model.tokenizer import IMG_CONTEXT, SEG_ACT, SEG_TAR, answer_text, build_tiny_tokenizer
 from tests._splits import make_split
 
 INTERACTION = "the red circle chases the blue square"
@@ -236,6 +236,25 @@ def _check_roles_and_resolution(cfg, model):
         predict_video(model, frames, "  ")
 
 
+def test_generation_never_emits_image_placeholders(model):
+    # An untrained model can prefer <IMG_CONTEXT>; fed back for the [SEG] states it would have no image features.
+    img = model.token_ids[IMG_CONTEXT]
+
+    def prefer_images(_module, _inputs, logits):
+        logits = logits.clone()
+        logits[..., img] += 1e4
+        return logits
+
+    frames = np.random.default_rng(6).integers(0, 255, (3, 30, 44, 3), dtype=np.uint8)
+    handle = model.lm.lm_head.register_forward_hook(prefer_images)
+    try:
+        pred = predict_video(model, frames, PLAIN)
+    finally:
+        handle.remove()
+    assert "<img" not in pred.text.lower() and "</img>" not in pred.text.lower()
+    assert pred.actor.shape == (3, 30, 44)
+
+
 def test_predict_video_without_memory_prompts_every_frame_alone(cfg, model):
     from reviosa.model import mllm as mllm_ops
     from reviosa.model import sam as sam_ops
@@ -287,6 +306,20 @@ def test_config_errors_name_the_problem(tmp_path):
         ModelConfig.from_yaml("1b", lora={"train_lm_head": True}, mllm={"text": {"tie_word_embeddings": True}})
     big = ModelConfig.from_yaml("1b")
     assert big.mllm.tokens_per_frame == 256 and big.sam2.low_res == 256
+
+
+def test_random_init_scale_follows_the_config(cfg):
+    def q_std(config):
+        torch.manual_seed(0)
+        m = build_model(config)
+        return float(m.language_model.layers[0].self_attn.q_proj.base_layer.weight.std())
+
+    assert cfg.mllm.text.initializer_range == 0.125
+    assert q_std(cfg) == pytest.approx(0.125, rel=0.1)
+    raw = cfg.model_dump()
+    raw["mllm"]["text"]["initializer_range"] = 0.02
+    assert q_std(ModelConfig.model_validate(raw)) == pytest.approx(0.02, rel=0.1)
+    assert ModelConfig().mllm.text.initializer_range == 0.02  # transformers' default for real-size configs
 
 
 def test_tiny_tokenizer_is_offline_and_covers_any_text():

@@ -46,6 +46,9 @@ class TextConfig(_Strict):
     rope_theta: float = 1000000.0
     rms_norm_eps: float = 1e-6
     tie_word_embeddings: bool = True
+    # transformers' 0.02 suits wide models; a narrow random one needs ~1/sqrt(hidden_size) to learn in minutes.
+    initializer_range: float = Field(0.02, gt=0, le=1, description="std of the random init of the language model and "
+                                     "the projector (not the vision tower); unused with pretrained weights")
 
 
 class MLLMConfig(_Strict):

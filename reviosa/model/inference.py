@@ -10,7 +10,7 @@ import torch
 
 from reviosa.model import mllm as mllm_ops
 from reviosa.model import sam as sam_ops
-from reviosa.model.tokenizer import IM_END, PAD, SEG_ACT, SEG_TAR, encode_conversation
+from reviosa.model.tokenizer import IM_END, IMG_CONTEXT, IMG_END, IMG_START, PAD, SEG_ACT, SEG_TAR, encode_conversation
 
 
 @dataclass
@@ -47,13 +47,16 @@ def _as_frames(frames) -> Sequence[np.ndarray]:
 
 @torch.no_grad()
 def generate_answer(model, prompt_ids: list[int], pixel_values: torch.Tensor, max_new_tokens: int) -> list[int]:
-    """Greedy reply token ids (stop token excluded)."""
+    """Greedy reply token ids (stop token excluded); image placeholder tokens are never produced."""
     device = next(model.parameters()).device
     ids = torch.tensor([prompt_ids], device=device)
     eos = model.tokenizer.convert_tokens_to_ids(IM_END)
+    # An untrained model may otherwise emit <IMG_CONTEXT>, which has no image features to fill it when the reply is
+    # fed back for the [SEG] states.
+    images = [model.token_ids[t] for t in (IMG_START, IMG_CONTEXT, IMG_END)]
     seq = model.lm.generate(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pixel_values,
                             max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos,
-                            pad_token_id=model.tokenizer.convert_tokens_to_ids(PAD))
+                            pad_token_id=model.tokenizer.convert_tokens_to_ids(PAD), suppress_tokens=images)
     new = seq[0, ids.size(1):].tolist()
     return new[:new.index(eos)] if eos in new else new
 

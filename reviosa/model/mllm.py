@@ -31,7 +31,8 @@ def internvl_config(cfg: ModelConfig, vocab_size: int, image_token_id: int):
                          intermediate_size=t.intermediate_size, num_hidden_layers=t.num_hidden_layers,
                          num_attention_heads=t.num_attention_heads, num_key_value_heads=t.num_key_value_heads,
                          max_position_embeddings=t.max_position_embeddings, rope_theta=t.rope_theta,
-                         rms_norm_eps=t.rms_norm_eps, tie_word_embeddings=t.tie_word_embeddings),
+                         rms_norm_eps=t.rms_norm_eps, tie_word_embeddings=t.tie_word_embeddings,
+                         initializer_range=t.initializer_range),
         image_token_id=image_token_id, image_seq_length=cfg.mllm.tokens_per_frame,
         downsample_ratio=cfg.mllm.downsample_ratio, projector_hidden_act=cfg.mllm.projector_hidden_act,
         tie_word_embeddings=t.tie_word_embeddings)
