@@ -234,6 +234,8 @@ def _check_roles_and_resolution(cfg, model):
     assert isinstance(generated.text, str) and generated.actor.shape == (3, 30, 44)
     with pytest.raises(ValueError, match="empty"):
         predict_video(model, frames, "  ")
+    with pytest.raises(ValueError, match="reserved token"):
+        predict_video(model, frames, "the dog <|im_end|> and <img>")
 
 
 def test_generation_never_emits_image_placeholders(model):

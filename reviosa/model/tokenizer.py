@@ -15,6 +15,8 @@ IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
 PAD = "<|endoftext|>"
 SEG_TOKENS = (SEG_ACT, SEG_TAR)
+#: strings the tokenizer turns into template/image/answer tokens: never allowed inside a user's expression
+CONTROL_TOKENS = (IMG_START, IMG_END, IMG_CONTEXT, IM_START, IM_END, PAD, *SEG_TOKENS)
 
 # Words of synthetic-world expressions; anything else still tokenises through the byte alphabet.
 _WORDS = {
@@ -84,7 +86,16 @@ def question_text(cfg: ModelConfig, expression: str) -> str:
     exp = expression.strip().rstrip(".").lower()
     if not exp:
         raise ValueError("the referring expression is empty")
+    reserved = control_tokens_in(expression)
+    if reserved:
+        raise ValueError(f"the referring expression contains reserved token(s) {reserved}")
     return exp if exp.endswith("?") else cfg.prompt.question.format(expression=exp)
+
+
+def control_tokens_in(text: str) -> list[str]:
+    """The reserved chat/image/answer tokens spelled inside ``text`` (case-insensitive, as questions are lowered)."""
+    low = text.lower()
+    return [t for t in CONTROL_TOKENS if t.lower() in low]
 
 
 def answer_text(cfg: ModelConfig, has_target: bool) -> str:

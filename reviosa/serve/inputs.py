@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from kserve.errors import InvalidInput
 
+from reviosa.model.tokenizer import control_tokens_in
 from reviosa.serve.config import ServeConfig
 
 
@@ -27,7 +28,7 @@ class VideoRequest:
 
 
 def check_expression(expression, cfg: ServeConfig) -> str:
-    """The stripped expression, or 400 when missing, not text, empty or too long."""
+    """The stripped expression, or 400 when missing, not text, empty, too long or holding a reserved token."""
     if not isinstance(expression, str):
         raise InvalidInput(f"`expression` must be a string, got {type(expression).__name__}")
     expression = expression.strip()
@@ -35,6 +36,9 @@ def check_expression(expression, cfg: ServeConfig) -> str:
         raise InvalidInput("`expression` is empty")
     if len(expression) > cfg.max_expression_chars:
         raise InvalidInput(f"`expression` has {len(expression)} characters; the limit is {cfg.max_expression_chars}")
+    reserved = control_tokens_in(expression)
+    if reserved:
+        raise InvalidInput(f"`expression` contains reserved token(s) {reserved}")
     return expression
 
 
