@@ -1,0 +1,192 @@
+"""Where does the tiny ReVIOSa lose the expression? Two probes of the SAM2 half on synthetic videos.
+
+``ceiling``: how well can the tiny SAM2 (random Hiera frozen, mask decoder trained, exactly as ReVIOSa trains
+it) segment an object when its language token is a *perfect* prompt, i.e. a learned embedding of the object's
+true attributes instead of the LLM's [SEG] state? Rows: no prompt (a zero token: the expression-blind
+reference), colour, shape, size, all three. Held-out IoU on single frames.
+
+``reads-language``: does a trained checkpoint's decoder use the language token at all? For held-out videos it
+decodes the first frame with the [SEG_ACT] embedding of every expression and reports the mean mask IoU between
+expressions that refer to different objects, and between each expression's mask and the mask decoded with a
+zero token. Values near 1 mean the decoder ignores the language and segments from the image alone.
+
+    python benchmarks/prompt_probe.py ceiling --data runs/learn_synthetic/data          # ~3 min on 2 CPU cores
+    python benchmarks/prompt_probe.py reads-language --model runs/learn_synthetic/variant-iv/final \\
+        --data runs/learn_synthetic/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ATTRIBUTES = {"colour": "color", "shape": None, "size": "size"}  # probe name -> ObjectInfo attribute (None: category)
+
+
+def _attribute(obj, name: str) -> str:
+    key = ATTRIBUTES[name]
+    return obj.category if key is None else obj.attributes[key]
+
+
+def _objects(dataset) -> list[tuple]:
+    """(video, object) pairs of a split."""
+    return [(v, o) for v in dataset.videos.values() for o in v.objects.values()]
+
+
+def _draw(dataset, pairs, rng, n: int, image_size: int, low: int):
+    """``n`` random (frame, visible object) samples: SAM2 inputs, low-res GT masks and the objects."""
+    from reviosa.data.video import read_frames
+    from reviosa.model.batch import resize_masks
+    from reviosa.model.sam import preprocess_frames
+
+    images, masks, objs = [], [], []
+    while len(images) < n:
+        video, obj = pairs[int(rng.integers(len(pairs)))]
+        t = int(rng.integers(video.num_frames))
+        mask = dataset.union_masks(video, [obj.anno_id])[t]
+        if not mask.any():
+            continue
+        images.append(read_frames(dataset, video, [t])[0])
+        masks.append(mask)
+        objs.append(obj)
+    return preprocess_frames(np.stack(images), image_size), resize_masks(np.stack(masks), low).unsqueeze(1), objs
+
+
+def _iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of two boolean mask stacks over their last two dims (1 where both are empty)."""
+    union = (a | b).sum((-1, -2)).float()
+    return torch.where(union > 0, (a & b).sum((-1, -2)).float() / union.clamp(min=1), torch.ones_like(union))
+
+
+def ceiling_row(args, used: tuple[str, ...]) -> float:
+    """Train a fresh tiny SAM2 decoder with oracle attribute prompts ``used``; held-out IoU."""
+    from reviosa.data.format import InterRVOSDataset
+    from reviosa.model import sam as sam_ops
+    from reviosa.model.config import ModelConfig
+
+    torch.manual_seed(args.seed)
+    cfg = ModelConfig.from_yaml(args.config)
+    sam = sam_ops.build_sam2(cfg.sam2)
+    sam_ops.freeze_for_training(sam)
+    train = InterRVOSDataset.load(args.data / "train")
+    val = InterRVOSDataset.load(args.data / "val")
+    vocab = {name: sorted({_attribute(o, name) for _, o in _objects(train) + _objects(val)}) for name in used}
+    tables = torch.nn.ModuleDict({name: torch.nn.Embedding(len(v), sam.hidden_dim) for name, v in vocab.items()})
+    params = [p for p in sam.parameters() if p.requires_grad] + list(tables.parameters())
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+
+    def run(images, objs):
+        feats, _, sizes = sam_ops.frame_features(sam, images)
+        lang = torch.zeros(len(objs), sam.hidden_dim)
+        for name in used:
+            ids = torch.tensor([vocab[name].index(_attribute(o, name)) for o in objs])
+            lang = lang + tables[name](ids)
+        return sam_ops.decode(sam, sam_ops.no_memory_features(sam, feats, sizes),
+                              sam_ops.high_res_maps(feats, sizes), lang)["low_res"]
+
+    rng = np.random.default_rng(args.seed)
+    pairs = _objects(train)
+    w = cfg.loss
+    for _ in range(args.steps):
+        images, gt, objs = _draw(train, pairs, rng, args.batch_size, cfg.sam2.image_size, cfg.sam2.low_res)
+        logits = run(images, objs)
+        prob = logits.sigmoid()
+        dice = 1 - (2 * (prob * gt).sum((-1, -2)) + 1) / (prob.sum((-1, -2)) + gt.sum((-1, -2)) + 1)
+        loss = w.bce_weight * F.binary_cross_entropy_with_logits(logits, gt) + w.dice_weight * dice.mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    rng = np.random.default_rng(args.seed + 1)
+    pairs = _objects(val)
+    scores = []
+    with torch.no_grad():
+        for _ in range(args.eval_batches):
+            images, gt, objs = _draw(val, pairs, rng, args.batch_size, cfg.sam2.image_size, cfg.sam2.low_res)
+            scores.append(_iou(run(images, objs) > 0, gt > 0.5))
+    return float(torch.cat(scores).mean())
+
+
+def ceiling(args) -> None:
+    """Print the oracle-prompt table."""
+    rows = [("no prompt (image only)", ()), ("colour", ("colour",)), ("shape", ("shape",)), ("size", ("size",)),
+            ("colour + shape + size", ("colour", "shape", "size"))]
+    print(f"Tiny SAM2 decoder with oracle attribute prompts: {args.steps} steps x {args.batch_size} frames, "
+          f"held-out IoU on {args.eval_batches * args.batch_size} frames of {args.data / 'val'}")
+    print(f"{'prompt':<26}{'IoU':>8}{'time (s)':>10}")
+    for name, used in rows:
+        t0 = time.perf_counter()
+        iou = ceiling_row(args, used)
+        print(f"{name:<26}{iou:>8.3f}{time.perf_counter() - t0:>10.0f}", flush=True)
+
+
+def reads_language(args) -> None:
+    """Print how much the decoded masks depend on the language token."""
+    from reviosa.data.format import InterRVOSDataset
+    from reviosa.data.video import read_frames
+    from reviosa.model import mllm as mllm_ops
+    from reviosa.model import sam as sam_ops
+    from reviosa.model.checkpoint import from_pretrained
+    from reviosa.model.inference import key_frame_indices, seg_embeddings
+    from reviosa.model.tokenizer import SEG_ACT, answer_text, encode_conversation
+
+    model = from_pretrained(args.model).eval()
+    cfg = model.config
+    ds = InterRVOSDataset.load(args.data / "val")
+    between, to_zero = [], []
+    for video in list(ds.videos.values())[:args.videos]:
+        frames = read_frames(ds, video)
+        keys = key_frame_indices(len(frames), cfg.inference.key_frames)
+        pixels = mllm_ops.preprocess_frames(np.stack([frames[i] for i in keys]), cfg.mllm.vision.image_size)
+        exps = list(video.expressions.values())
+        with torch.no_grad():
+            lang = []
+            for exp in exps:
+                prompt, _ = encode_conversation(model.tokenizer, cfg, len(keys), [exp.text], None)
+                reply = model.tokenizer.encode(answer_text(cfg, exp.has_target), add_special_tokens=False)
+                lang.append(seg_embeddings(model, prompt + reply, pixels)[SEG_ACT])
+            lang = torch.stack(lang + [torch.zeros_like(lang[0])])
+            feats, _, sizes = sam_ops.frame_features(model.sam, sam_ops.preprocess_frames(frames[:1],
+                                                                                          cfg.sam2.image_size))
+            pix = sam_ops.no_memory_features(model.sam, feats, sizes).expand(len(lang), -1, -1, -1)
+            high = [h.expand(len(lang), -1, -1, -1) for h in sam_ops.high_res_maps(feats, sizes)]
+            masks = sam_ops.decode(model.sam, pix, high, lang)["low_res"][:, 0] > 0
+        zero = masks[-1]
+        for i, a in enumerate(exps):
+            to_zero.append(float(_iou(masks[i], zero)))
+            for j in range(i + 1, len(exps)):
+                if set(a.anno_ids) != set(exps[j].anno_ids):
+                    between.append(float(_iou(masks[i], masks[j])))
+    print(f"{args.model} on {min(args.videos, len(ds.videos))} held-out videos (first frame, [SEG_ACT] token)")
+    print(f"mask IoU between expressions with different referents: {np.mean(between):.3f} ({len(between)} pairs)")
+    print(f"mask IoU against a zero language token:                 {np.mean(to_zero):.3f} ({len(to_zero)} masks)")
+
+
+def main() -> None:
+    """Parse the command line and run one probe."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="probe", required=True)
+    c = sub.add_parser("ceiling", help="oracle attribute prompts into a freshly trained tiny SAM2 decoder")
+    c.add_argument("--data", type=Path, required=True, help="folder with train/ and val/ synthetic splits")
+    c.add_argument("--config", default="tiny", help="model config whose sam2 section is probed")
+    c.add_argument("--steps", type=int, default=1000)
+    c.add_argument("--batch-size", type=int, default=8)
+    c.add_argument("--eval-batches", type=int, default=20)
+    c.add_argument("--lr", type=float, default=1e-3)
+    c.add_argument("--seed", type=int, default=0)
+    r = sub.add_parser("reads-language", help="does a trained decoder use the language token?")
+    r.add_argument("--model", required=True, help="checkpoint folder or s3:// URI")
+    r.add_argument("--data", type=Path, required=True, help="folder with a val/ synthetic split")
+    r.add_argument("--videos", type=int, default=20)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    (ceiling if args.probe == "ceiling" else reads_language)(args)
+
+
+if __name__ == "__main__":
+    main()
