@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 ATTRIBUTES = {"colour": "color", "shape": None, "size": "size"}  # probe name -> ObjectInfo attribute (None: category)
 
@@ -48,7 +47,7 @@ def _draw(dataset, pairs, rng, n: int, image_size: int, low: int):
     while len(images) < n:
         video, obj = pairs[int(rng.integers(len(pairs)))]
         t = int(rng.integers(video.num_frames))
-        mask = dataset.union_masks(video, [obj.anno_id])[t]
+        mask = dataset.object_masks(video, obj.obj_id)[t]
         if not mask.any():
             continue
         images.append(read_frames(dataset, video, [t])[0])
@@ -68,6 +67,7 @@ def ceiling_row(args, used: tuple[str, ...]) -> float:
     from reviosa.data.format import InterRVOSDataset
     from reviosa.model import sam as sam_ops
     from reviosa.model.config import ModelConfig
+    from reviosa.model.losses import mask_losses
 
     torch.manual_seed(args.seed)
     cfg = ModelConfig.from_yaml(args.config)
@@ -94,10 +94,8 @@ def ceiling_row(args, used: tuple[str, ...]) -> float:
     w = cfg.loss
     for _ in range(args.steps):
         images, gt, objs = _draw(train, pairs, rng, args.batch_size, cfg.sam2.image_size, cfg.sam2.low_res)
-        logits = run(images, objs)
-        prob = logits.sigmoid()
-        dice = 1 - (2 * (prob * gt).sum((-1, -2)) + 1) / (prob.sum((-1, -2)) + gt.sum((-1, -2)) + 1)
-        loss = w.bce_weight * F.binary_cross_entropy_with_logits(logits, gt) + w.dice_weight * dice.mean()
+        bce, dice = mask_losses(run(images, objs), gt, w)
+        loss = w.bce_weight * bce + w.dice_weight * dice
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -150,11 +148,9 @@ def reads_language(args) -> None:
                 reply = model.tokenizer.encode(answer_text(cfg, exp.has_target), add_special_tokens=False)
                 lang.append(seg_embeddings(model, prompt + reply, pixels)[SEG_ACT])
             lang = torch.stack(lang + [torch.zeros_like(lang[0])])
-            feats, _, sizes = sam_ops.frame_features(model.sam, sam_ops.preprocess_frames(frames[:1],
-                                                                                          cfg.sam2.image_size))
-            pix = sam_ops.no_memory_features(model.sam, feats, sizes).expand(len(lang), -1, -1, -1)
-            high = [h.expand(len(lang), -1, -1, -1) for h in sam_ops.high_res_maps(feats, sizes)]
-            masks = sam_ops.decode(model.sam, pix, high, lang)["low_res"][:, 0] > 0
+            first = sam_ops.preprocess_frames(frames[:1], cfg.sam2.image_size)
+            masks = sam_ops.propagate(model.sam, 1, lambda _: first, lang, [0], frames.shape[1:3])
+        masks = torch.from_numpy(masks[:, 0])
         zero = masks[-1]
         for i, a in enumerate(exps):
             to_zero.append(float(_iou(masks[i], zero)))
