@@ -3,14 +3,16 @@
 ``ceiling``: how well can the tiny SAM2 (random Hiera frozen, mask decoder trained, exactly as ReVIOSa trains
 it) segment an object when its language token is a *perfect* prompt, i.e. a learned embedding of the object's
 true attributes instead of the LLM's [SEG] state? Rows: no prompt (a zero token: the expression-blind
-reference), colour, shape, size, all three. Held-out IoU on single frames.
+reference), colour, shape, size, all three. Then the same task with the prompt made the ReVIOSa way: the tiny
+LLM (LoRA) reads the object's description ("the large red circle", text only or with the frame) and the
+projection of its [SEG_ACT] state is the token, LLM and decoder trained together. Held-out IoU on single frames.
 
 ``reads-language``: does a trained checkpoint's decoder use the language token at all? For held-out videos it
 decodes the first frame with the [SEG_ACT] embedding of every expression and reports the mean mask IoU between
 expressions that refer to different objects, and between each expression's mask and the mask decoded with a
 zero token. Values near 1 mean the decoder ignores the language and segments from the image alone.
 
-    python benchmarks/prompt_probe.py ceiling --data runs/learn_synthetic/data          # ~3 min on 2 CPU cores
+    python benchmarks/prompt_probe.py ceiling --data runs/learn_synthetic/data          # ~10 min on 2 CPU cores
     python benchmarks/prompt_probe.py reads-language --model runs/learn_synthetic/variant-iv/final \\
         --data runs/learn_synthetic/data
 """
@@ -37,11 +39,10 @@ def _objects(dataset) -> list[tuple]:
     return [(v, o) for v in dataset.videos.values() for o in v.objects.values()]
 
 
-def _draw(dataset, pairs, rng, n: int, image_size: int, low: int):
-    """``n`` random (frame, visible object) samples: SAM2 inputs, low-res GT masks and the objects."""
+def _draw(dataset, pairs, rng, n: int, low: int):
+    """``n`` random (frame, visible object) samples: RGB frames, low-res GT masks and the objects."""
     from reviosa.data.video import read_frames
     from reviosa.model.batch import resize_masks
-    from reviosa.model.sam import preprocess_frames
 
     images, masks, objs = [], [], []
     while len(images) < n:
@@ -53,7 +54,7 @@ def _draw(dataset, pairs, rng, n: int, image_size: int, low: int):
         images.append(read_frames(dataset, video, [t])[0])
         masks.append(mask)
         objs.append(obj)
-    return preprocess_frames(np.stack(images), image_size), resize_masks(np.stack(masks), low).unsqueeze(1), objs
+    return np.stack(images), resize_masks(np.stack(masks), low).unsqueeze(1), objs
 
 
 def _iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -62,8 +63,51 @@ def _iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, (a & b).sum((-1, -2)).float() / union.clamp(min=1), torch.ones_like(union))
 
 
-def ceiling_row(args, used: tuple[str, ...]) -> float:
-    """Train a fresh tiny SAM2 decoder with oracle attribute prompts ``used``; held-out IoU."""
+def _description(obj) -> str:
+    """The object's full appearance description, as an appearance expression would word it."""
+    return f"the {obj.attributes['size']} {obj.attributes['color']} {obj.category}"
+
+
+def _oracle_prompter(used: tuple[str, ...], objects: list, dim: int):
+    """Learned embeddings of the objects' true attributes, summed: (prompt function, its parameters)."""
+    vocab = {name: sorted({_attribute(o, name) for o in objects}) for name in used}
+    tables = torch.nn.ModuleDict({name: torch.nn.Embedding(len(v), dim) for name, v in vocab.items()})
+
+    def prompt(objs, frames):
+        lang = torch.zeros(len(objs), dim)
+        for name in used:
+            lang = lang + tables[name](torch.tensor([vocab[name].index(_attribute(o, name)) for o in objs]))
+        return lang
+
+    return prompt, list(tables.parameters())
+
+
+def _llm_prompter(cfg, with_frame: bool):
+    """The tiny ReVIOSa's projected [SEG_ACT] state for the object's description: (prompt function, parameters)."""
+    from reviosa.model import mllm as mllm_ops
+    from reviosa.model.checkpoint import build_model
+    from reviosa.model.tokenizer import SEG_ACT, encode_conversation
+
+    model = build_model(cfg)
+    seg = model.token_ids[SEG_ACT]
+
+    def prompt(objs, frames):
+        rows = [encode_conversation(model.tokenizer, cfg, int(with_frame), [_description(o)],
+                                    [cfg.prompt.answer_actor])[0] for o in objs]
+        ids = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)
+        att = torch.zeros_like(ids)
+        for i, r in enumerate(rows):
+            ids[i, :len(r)] = torch.tensor(r)
+            att[i, :len(r)] = 1
+        pixels = mllm_ops.preprocess_frames(frames, cfg.mllm.vision.image_size) if with_frame else None
+        last = model.lm.model(input_ids=ids, attention_mask=att, pixel_values=pixels, use_cache=False).last_hidden_state
+        return model.projection(last[torch.arange(len(rows)), (ids == seg).int().argmax(1)])
+
+    return prompt, [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("sam.")]
+
+
+def ceiling_row(args, prompter: str, used: tuple[str, ...] = ()) -> float:
+    """Train a fresh tiny SAM2 decoder with ``oracle`` prompts of ``used`` or ``llm``/``llm+frame`` prompts."""
     from reviosa.data.format import InterRVOSDataset
     from reviosa.model import sam as sam_ops
     from reviosa.model.config import ModelConfig
@@ -75,26 +119,24 @@ def ceiling_row(args, used: tuple[str, ...]) -> float:
     sam_ops.freeze_for_training(sam)
     train = InterRVOSDataset.load(args.data / "train")
     val = InterRVOSDataset.load(args.data / "val")
-    vocab = {name: sorted({_attribute(o, name) for _, o in _objects(train) + _objects(val)}) for name in used}
-    tables = torch.nn.ModuleDict({name: torch.nn.Embedding(len(v), sam.hidden_dim) for name, v in vocab.items()})
-    params = [p for p in sam.parameters() if p.requires_grad] + list(tables.parameters())
+    if prompter == "oracle":
+        prompt, extra = _oracle_prompter(used, [o for _, o in _objects(train) + _objects(val)], sam.hidden_dim)
+    else:
+        prompt, extra = _llm_prompter(cfg, with_frame=prompter == "llm+frame")
+    params = [p for p in sam.parameters() if p.requires_grad] + extra
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
 
-    def run(images, objs):
-        feats, _, sizes = sam_ops.frame_features(sam, images)
-        lang = torch.zeros(len(objs), sam.hidden_dim)
-        for name in used:
-            ids = torch.tensor([vocab[name].index(_attribute(o, name)) for o in objs])
-            lang = lang + tables[name](ids)
+    def run(frames, objs):
+        feats, _, sizes = sam_ops.frame_features(sam, sam_ops.preprocess_frames(frames, cfg.sam2.image_size))
         return sam_ops.decode(sam, sam_ops.no_memory_features(sam, feats, sizes),
-                              sam_ops.high_res_maps(feats, sizes), lang)["low_res"]
+                              sam_ops.high_res_maps(feats, sizes), prompt(objs, frames))["low_res"]
 
     rng = np.random.default_rng(args.seed)
     pairs = _objects(train)
     w = cfg.loss
     for _ in range(args.steps):
-        images, gt, objs = _draw(train, pairs, rng, args.batch_size, cfg.sam2.image_size, cfg.sam2.low_res)
-        bce, dice = mask_losses(run(images, objs), gt, w)
+        frames, gt, objs = _draw(train, pairs, rng, args.batch_size, cfg.sam2.low_res)
+        bce, dice = mask_losses(run(frames, objs), gt, w)
         loss = w.bce_weight * bce + w.dice_weight * dice
         opt.zero_grad()
         loss.backward()
@@ -104,22 +146,25 @@ def ceiling_row(args, used: tuple[str, ...]) -> float:
     scores = []
     with torch.no_grad():
         for _ in range(args.eval_batches):
-            images, gt, objs = _draw(val, pairs, rng, args.batch_size, cfg.sam2.image_size, cfg.sam2.low_res)
-            scores.append(_iou(run(images, objs) > 0, gt > 0.5))
+            frames, gt, objs = _draw(val, pairs, rng, args.batch_size, cfg.sam2.low_res)
+            scores.append(_iou(run(frames, objs) > 0, gt > 0.5))
     return float(torch.cat(scores).mean())
 
 
 def ceiling(args) -> None:
-    """Print the oracle-prompt table."""
-    rows = [("no prompt (image only)", ()), ("colour", ("colour",)), ("shape", ("shape",)), ("size", ("size",)),
-            ("colour + shape + size", ("colour", "shape", "size"))]
-    print(f"Tiny SAM2 decoder with oracle attribute prompts: {args.steps} steps x {args.batch_size} frames, "
-          f"held-out IoU on {args.eval_batches * args.batch_size} frames of {args.data / 'val'}")
-    print(f"{'prompt':<26}{'IoU':>8}{'time (s)':>10}")
-    for name, used in rows:
+    """Print the prompt table."""
+    rows = [("no prompt (image only)", "oracle", ()), ("colour", "oracle", ("colour",)),
+            ("shape", "oracle", ("shape",)), ("size", "oracle", ("size",)),
+            ("colour + shape + size", "oracle", ("colour", "shape", "size")),
+            ("LLM: description", "llm", ()), ("LLM: description + frame", "llm+frame", ())]
+    print(f"Tiny SAM2 decoder with oracle attribute prompts, then with the tiny LLM's prompt: {args.steps} steps x "
+          f"{args.batch_size} frames, held-out IoU on {args.eval_batches * args.batch_size} frames of "
+          f"{args.data / 'val'}")
+    print(f"{'prompt':<28}{'IoU':>8}{'time (s)':>10}")
+    for name, prompter, used in rows:
         t0 = time.perf_counter()
-        iou = ceiling_row(args, used)
-        print(f"{name:<26}{iou:>8.3f}{time.perf_counter() - t0:>10.0f}", flush=True)
+        iou = ceiling_row(args, prompter, used)
+        print(f"{name:<28}{iou:>8.3f}{time.perf_counter() - t0:>10.0f}", flush=True)
 
 
 def reads_language(args) -> None:
@@ -166,7 +211,7 @@ def main() -> None:
     """Parse the command line and run one probe."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="probe", required=True)
-    c = sub.add_parser("ceiling", help="oracle attribute prompts into a freshly trained tiny SAM2 decoder")
+    c = sub.add_parser("ceiling", help="oracle attribute prompts, then the LLM's, into a fresh tiny SAM2 decoder")
     c.add_argument("--data", type=Path, required=True, help="folder with train/ and val/ synthetic splits")
     c.add_argument("--config", default="tiny", help="model config whose sam2 section is probed")
     c.add_argument("--steps", type=int, default=1000)
