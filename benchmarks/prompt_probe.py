@@ -64,8 +64,11 @@ def _iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _description(obj) -> str:
-    """The object's full appearance description, as an appearance expression would word it."""
-    return f"the {obj.attributes['size']} {obj.attributes['color']} {obj.category}"
+    """The object's full appearance description, worded by the synthetic generator ("the large red circle")."""
+    from reviosa.data.synthetic.expressions import ObjectView, describe
+
+    view = ObjectView(obj.obj_id, obj.category, obj.attributes["color"], obj.attributes["size"], None, frozenset())
+    return describe(view, "full")
 
 
 def _oracle_prompter(used: tuple[str, ...], objects: list, dim: int):
