@@ -257,6 +257,32 @@ def test_generation_never_emits_image_placeholders(model):
     assert pred.actor.shape == (3, 30, 44)
 
 
+def test_generated_interaction_answer_fits_and_yields_a_target_track(cfg, model):
+    # A model that has learned the interaction answer must be able to generate all of it: a generation budget
+    # shorter than the answer cut it before [SEG_TAR], and no generated answer ever had a target track.
+    want = model.tokenizer.encode(answer_text(cfg, True), add_special_tokens=False)
+    want.append(model.tokenizer.convert_tokens_to_ids("<|im_end|>"))
+    calls = []
+
+    def say_the_answer(_module, _inputs, logits):
+        logits = logits.clone()
+        logits[..., -1, want[min(len(calls), len(want) - 1)]] += 1e4
+        calls.append(1)
+        return logits
+
+    frames = np.random.default_rng(7).integers(0, 255, (3, 30, 44, 3), dtype=np.uint8)
+    handle = model.lm.lm_head.register_forward_hook(say_the_answer)
+    try:
+        pred = predict_video(model, frames, INTERACTION)
+    finally:
+        handle.remove()
+    assert SEG_TAR in pred.text and pred.text.endswith(".")
+    assert pred.target is not None and pred.target.shape == (3, 30, 44)
+    short = cfg.model_copy(update={"inference": cfg.inference.model_copy(update={"max_new_tokens": len(want) - 1})})
+    with pytest.raises(ValueError, match="max_new_tokens.*SEG_TAR"):
+        build_model(short)
+
+
 def test_predict_video_without_memory_prompts_every_frame_alone(cfg, model):
     from reviosa.model import mllm as mllm_ops
     from reviosa.model import sam as sam_ops

@@ -37,6 +37,15 @@ class _SegTokens:
     tar_e: torch.Tensor
 
 
+def _check_answer_fits(config: ModelConfig, tokenizer) -> None:
+    """Refuse a generation budget too short to ever emit the interaction answer's ``[SEG_TAR]`` (+ stop token)."""
+    need = len(tokenizer.encode(config.prompt.answer_interaction, add_special_tokens=False)) + 1
+    if config.inference.max_new_tokens < need:
+        raise ValueError(f"inference.max_new_tokens ({config.inference.max_new_tokens}) is shorter than the "
+                         f"interaction answer {config.prompt.answer_interaction!r} plus the stop token ({need} "
+                         "tokens with this tokenizer): generated answers could never reach [SEG_TAR]")
+
+
 class ReviosaModel(nn.Module):
     """The MLLM (PEFT-wrapped InternVL), the projection into SAM2's prompt space, and SAM2."""
 
@@ -50,6 +59,7 @@ class ReviosaModel(nn.Module):
         self.projection = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
                                         nn.Linear(hidden, sam.hidden_dim), nn.Dropout(config.projection_dropout))
         self.token_ids = token_ids(tokenizer)
+        _check_answer_fits(config, tokenizer)
 
     @classmethod
     def from_pretrained(cls, path_or_uri, **kwargs) -> "ReviosaModel":
