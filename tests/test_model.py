@@ -238,6 +238,16 @@ def _check_roles_and_resolution(cfg, model):
         predict_video(model, frames, "the dog <|im_end|> and <img>")
 
 
+@contextmanager
+def _lm_head_hook(model, hook):
+    """Rewrite the LLM's output logits with ``hook`` for the duration of the block."""
+    handle = model.lm.lm_head.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 def test_generation_never_emits_image_placeholders(model):
     # An untrained model can prefer <IMG_CONTEXT>; fed back for the [SEG] states it would have no image features.
     img = model.token_ids[IMG_CONTEXT]
@@ -248,11 +258,8 @@ def test_generation_never_emits_image_placeholders(model):
         return logits
 
     frames = np.random.default_rng(6).integers(0, 255, (3, 30, 44, 3), dtype=np.uint8)
-    handle = model.lm.lm_head.register_forward_hook(prefer_images)
-    try:
+    with _lm_head_hook(model, prefer_images):
         pred = predict_video(model, frames, PLAIN)
-    finally:
-        handle.remove()
     assert "<img" not in pred.text.lower() and "</img>" not in pred.text.lower()
     assert pred.actor.shape == (3, 30, 44)
 
@@ -271,11 +278,8 @@ def test_generated_interaction_answer_fits_and_yields_a_target_track(cfg, model)
         return logits
 
     frames = np.random.default_rng(7).integers(0, 255, (3, 30, 44, 3), dtype=np.uint8)
-    handle = model.lm.lm_head.register_forward_hook(say_the_answer)
-    try:
+    with _lm_head_hook(model, say_the_answer):
         pred = predict_video(model, frames, INTERACTION)
-    finally:
-        handle.remove()
     assert SEG_TAR in pred.text and pred.text.endswith(".")
     assert pred.target is not None and pred.target.shape == (3, 30, 44)
     short = cfg.model_copy(update={"inference": cfg.inference.model_copy(update={"max_new_tokens": len(want) - 1})})
