@@ -18,7 +18,7 @@ from reviosa.model.checkpoint import CheckpointError, build_model, from_pretrain
 from reviosa.model.config import ModelConfig, ModelConfigError
 from reviosa.model.inference import key_frame_indices, predict_video
 from reviosa.model.losses import attention_bce, patch_masks
-from reviosa.model.tokenizer import IMG_CONTEXT, SEG_ACT, SEG_TAR, answer_text, build_tiny_tokenizer
+from reviosa.model.tokenizer import IM_END, IMG_CONTEXT, SEG_ACT, SEG_TAR, answer_text, build_tiny_tokenizer
 from tests._splits import make_split
 
 INTERACTION = "the red circle chases the blue square"
@@ -268,7 +268,7 @@ def test_generated_interaction_answer_fits_and_yields_a_target_track(cfg, model)
     # A model that has learned the interaction answer must be able to generate all of it: a generation budget
     # shorter than the answer cut it before [SEG_TAR], and no generated answer ever had a target track.
     want = model.tokenizer.encode(answer_text(cfg, True), add_special_tokens=False)
-    want.append(model.tokenizer.convert_tokens_to_ids("<|im_end|>"))
+    want.append(model.tokenizer.convert_tokens_to_ids(IM_END))
     calls = []
 
     def say_the_answer(_module, _inputs, logits):
