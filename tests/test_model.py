@@ -101,6 +101,28 @@ def test_batch_without_interaction_has_zero_target_loss_and_still_trains(cfg, mo
     assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad)
 
 
+def test_mask_only_drops_text_and_aml_from_the_total_but_keeps_every_gradient(cfg, model):
+    batch = _batch(cfg, model)
+    w = cfg.loss
+    with torch.no_grad():
+        full = model(batch)
+    model.mask_only = True
+    try:
+        model.zero_grad(set_to_none=True)
+        out = model(batch)
+        out.loss.backward()
+    finally:
+        model.mask_only = False
+    mask = (w.bce_weight * (out.losses["mask_bce_actor"] + out.losses["mask_bce_target"])
+            + w.dice_weight * (out.losses["mask_dice_actor"] + out.losses["mask_dice_target"]))
+    assert out.losses["text"] > 0 and out.losses["aml"] > 0  # still computed and logged
+    assert torch.allclose(out.loss, mask) and torch.allclose(full.loss, mask + w.text_weight * full.losses["text"]
+                                                             + w.aml_weight * full.losses["aml"])
+    # ZeRO/DDP need a gradient (zero or not) for every trainable parameter at every step
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    assert model.lm.lm_head.modules_to_save.default.weight.grad.abs().sum() == 0  # only the text loss reaches it
+
+
 def test_mismatched_target_flags_are_rejected(cfg, model):
     batch = _batch(cfg, model)
     batch.has_target = torch.tensor([[False, False], [False, False]])

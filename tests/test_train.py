@@ -138,6 +138,24 @@ def test_single_process_run_learns_and_saves(synth, tmp_path):
     assert param_checksum(model) == json.loads((out / "ranks" / "rank-0.json").read_text())["checksum"]
 
 
+def test_mask_only_steps_train_the_first_steps_on_the_mask_losses_alone(synth, tmp_path):
+    from reviosa.train.trainer import train
+
+    cfg = tiny_cfg(synth, tmp_path / "run", steps=3, mask_only_steps=2, batch_size=1,
+                   **{"data.expressions_per_sample": 1, "checkpoint.every": 3})
+    before = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    train(cfg, progress=False)
+    # an in-process run leaves no launcher variables behind (a later run would reuse its port)
+    assert {k: os.environ.get(k) for k in before} == before
+    w = cfg.model_config_obj().loss
+    hist = [json.loads(ln) for ln in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    mask = [w.bce_weight * h["loss_seg"] + w.dice_weight * h["loss_dice"] for h in hist]
+    assert all(h["loss_text"] > 0.1 for h in hist)  # the text loss is still computed and logged
+    assert [h["loss"] == pytest.approx(m, rel=1e-5) for h, m in zip(hist, mask)] == [True, True, False]
+    assert hist[2]["loss"] == pytest.approx(mask[2] + w.text_weight * hist[2]["loss_text"]
+                                            + w.aml_weight * hist[2]["loss_aml"], rel=1e-5)
+
+
 def test_bad_split_is_a_clear_error(tmp_path):
     proc = run_cli(["--config", "tiny", "--set", f"data.train={tmp_path / 'nope'}", "--set", f"out={tmp_path}/o",
                     "--set", "tracking.enabled=false"])

@@ -55,6 +55,8 @@ class ReviosaModel(nn.Module):
         self.mllm = mllm
         self.tokenizer = tokenizer
         self.sam = sam
+        # Set by the trainer during ``mask_only_steps``: text and AML terms weigh 0 (they stay in the graph).
+        self.mask_only = False
         hidden = self.lm.config.text_config.hidden_size
         self.projection = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
                                         nn.Linear(hidden, sam.hidden_dim), nn.Dropout(config.projection_dropout))
@@ -123,6 +125,8 @@ class ReviosaModel(nn.Module):
         w = self.config.loss
         weights = {"text": w.text_weight, "mask_bce_actor": w.bce_weight, "mask_bce_target": w.bce_weight,
                    "mask_dice_actor": w.dice_weight, "mask_dice_target": w.dice_weight, "aml": w.aml_weight}
+        if self.mask_only:
+            weights.update(text=0.0, aml=0.0)
         # The IoU and object-score heads get no supervision (as in ReVIOSa) but must stay in the graph, or
         # DDP/ZeRO would wait for their gradients forever.
         total = sum(weights[k] * v for k, v in losses.items())

@@ -36,6 +36,9 @@ class Dist:
     world_size: int
     local_rank: int
     device: torch.device
+    # Launcher variables this process set itself (no torchrun/deepspeed launcher); removed again at the end, so a
+    # later run in the same process (a pipeline step, a test) picks a fresh port instead of reusing this one.
+    own_env: tuple[str, ...] = ()
 
     @property
     def main(self) -> bool:
@@ -50,10 +53,13 @@ def _free_port() -> int:
 
 def setup_distributed(cfg: TrainConfig) -> Dist:
     """Initialise torch.distributed through DeepSpeed (gloo on CPU, nccl on GPU); works without a launcher."""
+    own: tuple[str, ...] = ()
     if "RANK" not in os.environ:
         # Without a launcher DeepSpeed would try MPI discovery; a one-process world needs only these.
-        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
-                          MASTER_PORT=os.environ.get("MASTER_PORT", str(_free_port())))
+        own_vars = dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
+                        MASTER_PORT=os.environ.get("MASTER_PORT", str(_free_port())))
+        own = tuple(k for k in own_vars if k not in os.environ)
+        os.environ.update(own_vars)
     use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device: cuda was asked for but no GPU is visible")
@@ -69,7 +75,7 @@ def setup_distributed(cfg: TrainConfig) -> Dist:
         torch.cuda.set_device(local)
     deepspeed.init_distributed(dist_backend="nccl" if use_cuda else "gloo", verbose=False)
     rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return Dist(rank, world, local, torch.device("cuda", local) if use_cuda else torch.device("cpu"))
+    return Dist(rank, world, local, torch.device("cuda", local) if use_cuda else torch.device("cpu"), own)
 
 
 def precision(cfg: TrainConfig, device: torch.device) -> str:
@@ -228,6 +234,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             for batch, ids in loader:
                 # Per-micro-step seed: point sampling in the mask loss replays identically after a resume.
                 torch.manual_seed(cfg.seed * 1_000_003 + micro)
+                model.mask_only = step < cfg.mask_only_steps
                 outputs = engine(batch.to(dist.device, dtype))
                 engine.backward(outputs.loss)
                 engine.step()
@@ -294,6 +301,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         if torch.distributed.is_initialized():
             # Without this a multi-process run aborts at exit ("terminate called without an active exception").
             torch.distributed.destroy_process_group()
+        for key in dist.own_env:
+            os.environ.pop(key, None)
 
 
 def param_checksum(model) -> str:
