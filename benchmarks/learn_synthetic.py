@@ -13,7 +13,11 @@ equal). Validation teacher-forces the answer text ("Sure, it is [SEG_ACT] and
 [SEG_TAR].") for every variant, so the ablation compares the segmentation path alone (a single-token model
 cannot say which [SEG] is the target when it generates); variant (iv) is also scored with generated answers.
 
-    python benchmarks/learn_synthetic.py --out runs/learn   # 3000 steps per variant, ~45 min on 2 CPU cores
+``--mask-only-steps N`` starts every variant with N steps of mask losses alone (the trainer's ``mask_only_steps``);
+``--batch-size 8 --train-frames 1 --expressions-per-sample 1`` trades frames per sample for more expressions per
+step at about the same cost.
+
+    python benchmarks/learn_synthetic.py --out runs/learn   # 3000 steps per variant, ~40 min on 2 CPU cores
     python benchmarks/learn_synthetic.py --out runs/learn --steps 20 --variants iv   # smoke run
 
 Targets (issue): Actor J&F >= 0.8 and Target >= 0.7 on CPU within 30 minutes, ablation in the paper's order.
@@ -66,16 +70,20 @@ def train_variant(key: str, splits: dict, out: Path, args) -> dict:
     """Train one variant in a subprocess (``python -m reviosa.train``) and return its summary."""
     extra = VARIANTS[key][1]
     cfg = {
-        "model": args.model, "data": {"train": str(splits["train"]), "val": None, "expressions_per_sample": 2,
+        "model": args.model, "data": {"train": str(splits["train"]), "val": None,
+                                  "expressions_per_sample": args.expressions_per_sample,
                                   "augment": {"brightness": 0.05, "contrast": 0.1}},
         "out": str(out / f"variant-{key}"), "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
-        "optim": {"lr": args.lr, "warmup_steps": min(20, args.steps // 10)},
+        "optim": {"lr": args.lr, "warmup_steps": min(20, args.steps // 10), "min_lr_ratio": args.min_lr_ratio},
+        "mask_only_steps": min(args.mask_only_steps, args.steps),
         "checkpoint": {"every": max(1, args.steps // 4), "keep": 1},
         "tracking": {"enabled": args.mlflow, "experiment": "reviosa/learn-synthetic", "run_name": f"variant-{key}"},
         "log_every": max(1, args.steps // 10), **extra,
     }
+    overrides = {"train_frames": args.train_frames} if args.train_frames else {}
     if args.sam2_image_size:
-        cfg["model_overrides"] = {**cfg.get("model_overrides", {}), "sam2": {"image_size": args.sam2_image_size}}
+        overrides["sam2"] = {"image_size": args.sam2_image_size}
+    cfg["model_overrides"] = {**cfg.get("model_overrides", {}), **overrides}
     import yaml
 
     path = out / f"variant-{key}.yaml"
@@ -123,6 +131,11 @@ def main() -> None:
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--train-frames", type=int, default=0, help="frames per training sample (0: the model config's)")
+    p.add_argument("--expressions-per-sample", type=int, default=2)
+    p.add_argument("--mask-only-steps", type=int, default=0,
+                   help="first steps without the text and AML losses (the trainer's mask_only_steps)")
+    p.add_argument("--min-lr-ratio", type=float, default=0.1, help="cosine floor of the lr (1: constant after warm-up)")
     # 3e-4: at 1e-3 the LLM -> [SEG] -> prompt chain learned the object's description worse (prompt_probe ceiling)
     p.add_argument("--lr", type=float, default=3e-4)
     # 256 for 64-px frames: stride-16 SAM2 tokens of 4x4 pixels and low-res logits at frame resolution; with an oracle
@@ -156,8 +169,10 @@ def report(args, results: dict, runs: dict, total: float, final: bool) -> None:
     """Write the tables so far (after every variant, so a long run shows progress); print them at the end."""
     lines = [f"Tiny ReVIOSa on synthetic videos ({args.train_videos} train / {args.val_videos} held-out, "
              f"{args.frames} frames {args.size}x{args.size}), model {args.model}, SAM2 input "
-             f"{args.sam2_image_size or 'as configured'}, {args.steps} steps x batch {args.batch_size}, "
-             f"lr {args.lr:g}, CPU fp32, J&F on held-out videos (teacher-forced answers unless noted)", "",
+             f"{args.sam2_image_size or 'as configured'}, {args.steps} steps x batch {args.batch_size} x "
+             f"{args.expressions_per_sample} expression(s) x {args.train_frames or 'configured'} frames, mask losses "
+             f"only for the first {args.mask_only_steps}, lr {args.lr:g} (floor x{args.min_lr_ratio:g}), CPU fp32, "
+             "J&F on held-out videos (teacher-forced answers unless noted)", "",
              "| predictor | Actor J&F | Target J&F | RVOS J&F | actor-target overlap |", "|---|---|---|---|---|"]
     lines += [row(name, s) for name, s in results.items()]
     lines += ["", "| variant | train wall (s) | samples/s | final loss |", "|---|---|---|---|"]
