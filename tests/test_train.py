@@ -138,8 +138,10 @@ def test_single_process_run_learns_and_saves(synth, tmp_path):
     assert param_checksum(model) == json.loads((out / "ranks" / "rank-0.json").read_text())["checksum"]
 
 
-def test_mask_only_steps_train_the_first_steps_on_the_mask_losses_alone(synth, tmp_path):
+def test_mask_only_steps_train_the_first_steps_on_the_mask_losses_alone(synth, tmp_path, monkeypatch):
     from reviosa.train.trainer import train
+
+    monkeypatch.setenv("MASTER_ADDR", "localhost")  # overwritten for the run, then given back
 
     cfg = tiny_cfg(synth, tmp_path / "run", steps=3, mask_only_steps=2, batch_size=1,
                    **{"data.expressions_per_sample": 1, "checkpoint.every": 3})

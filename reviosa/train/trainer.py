@@ -13,7 +13,7 @@ import os
 import shutil
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -36,9 +36,9 @@ class Dist:
     world_size: int
     local_rank: int
     device: torch.device
-    # Launcher variables this process set itself (no torchrun/deepspeed launcher); removed again at the end, so a
-    # later run in the same process (a pipeline step, a test) picks a fresh port instead of reusing this one.
-    own_env: tuple[str, ...] = ()
+    # Launcher variables this process set itself (no torchrun/deepspeed launcher) and their earlier values (None:
+    # unset), restored at the end so a later run in the same process (a pipeline step, a test) gets a fresh port.
+    saved_env: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def main(self) -> bool:
@@ -53,13 +53,14 @@ def _free_port() -> int:
 
 def setup_distributed(cfg: TrainConfig) -> Dist:
     """Initialise torch.distributed through DeepSpeed (gloo on CPU, nccl on GPU); works without a launcher."""
-    own: tuple[str, ...] = ()
+    saved: dict[str, str | None] = {}
     if "RANK" not in os.environ:
         # Without a launcher DeepSpeed would try MPI discovery; a one-process world needs only these.
-        own_vars = dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
-                        MASTER_PORT=os.environ.get("MASTER_PORT", str(_free_port())))
-        own = tuple(k for k in own_vars if k not in os.environ)
-        os.environ.update(own_vars)
+        launcher = dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
+                        MASTER_PORT=os.environ["MASTER_PORT"] if "MASTER_PORT" in os.environ
+                        else str(_free_port()))
+        saved = {k: os.environ.get(k) for k in launcher}
+        os.environ.update(launcher)
     use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device: cuda was asked for but no GPU is visible")
@@ -75,7 +76,7 @@ def setup_distributed(cfg: TrainConfig) -> Dist:
         torch.cuda.set_device(local)
     deepspeed.init_distributed(dist_backend="nccl" if use_cuda else "gloo", verbose=False)
     rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return Dist(rank, world, local, torch.device("cuda", local) if use_cuda else torch.device("cpu"), own)
+    return Dist(rank, world, local, torch.device("cuda", local) if use_cuda else torch.device("cpu"), saved)
 
 
 def precision(cfg: TrainConfig, device: torch.device) -> str:
@@ -301,8 +302,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         if torch.distributed.is_initialized():
             # Without this a multi-process run aborts at exit ("terminate called without an active exception").
             torch.distributed.destroy_process_group()
-        for key in dist.own_env:
-            os.environ.pop(key, None)
+        for key, value in dist.saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def param_checksum(model) -> str:
