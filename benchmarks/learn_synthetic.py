@@ -6,12 +6,18 @@ Reports InterRVOS-Actor / -Target / RVOS J&F of
 * the paper's Table 4 ablation on the tiny model: (i) single [SEG] token, no AML; (ii) AML only;
   (iii) two tokens [SEG_ACT]/[SEG_TAR] only; (iv) both,
 
-plus CPU throughput (samples/s). The overlap column is the mean IoU of the actor and target predictions of
-interaction expressions: actor and target are different objects, so a value near 1 means the model segments the
-same thing whatever the role (and, with the paired active/passive expressions, Actor and Target J&F then come out
-equal). Validation teacher-forces the answer text ("Sure, it is [SEG_ACT] and
-[SEG_TAR].") for every variant, so the ablation compares the segmentation path alone (a single-token model
-cannot say which [SEG] is the target when it generates); variant (iv) is also scored with generated answers.
+plus CPU throughput (samples/s), and the ceiling of perfect grounding (``prompt_probe.py grounding``): the same
+tiny SAM2 decoder trained for ``--ceiling-steps`` with each referent prompted by a learned embedding of its true
+colour, shape or all attributes instead of the LLM's token. It bounds what the variants could reach with the
+language understood perfectly: class-level interaction expressions ("the circle chasing the square") name
+shapes only, and a shape prompt scores no better than none.
+
+The overlap column is the mean IoU of the actor and target predictions of interaction expressions: actor and
+target are different objects, so a value near 1 means the model segments the same thing whatever the role (and,
+with the paired active/passive expressions, Actor and Target J&F then come out equal). Validation teacher-forces
+the answer text ("Sure, it is [SEG_ACT] and [SEG_TAR].") for every variant, so the ablation compares the
+segmentation path alone (a single-token model cannot say which [SEG] is the target when it generates); variant
+(iv) is also scored with generated answers.
 
 ``--mask-only-steps N`` starts every variant with N steps of mask losses alone (the trainer's ``mask_only_steps``);
 ``--batch-size 8 --train-frames 1 --expressions-per-sample 1`` trades frames per sample for more expressions per
@@ -64,6 +70,22 @@ def baseline(val: Path, max_videos: int) -> dict:
             gt_tar = ds.union_masks(video, exp.target_anno_ids) if exp.has_target else None
             rows.append(score_expression(video.name, exp, ds.union_masks(video, exp.anno_ids), gt_tar, actor, target))
     return summarize(rows)
+
+
+def ceilings(splits: dict, args) -> dict:
+    """Perfect-grounding rows (``prompt_probe.grounding_ceiling``) for each attribute set in ``--ceilings``."""
+    from prompt_probe import GROUNDING_ROWS, grounding_ceiling, with_sam2_size
+
+    from reviosa.model.config import ModelConfig
+
+    cfg = with_sam2_size(ModelConfig.from_yaml(args.model), args.sam2_image_size)
+    out = {}
+    for name in [n.strip() for n in args.ceilings.split(",") if n.strip()]:
+        used = GROUNDING_ROWS[name]
+        label = f"true {' + '.join(used)}" if used else "zero token (no prompt)"
+        out[f"(ceiling) perfect grounding, {label}"] = grounding_ceiling(
+            cfg, splits["train"].parent, used, args.ceiling_steps, seed=args.seed, max_videos=args.val_videos)
+    return out
 
 
 def train_variant(key: str, splits: dict, out: Path, args) -> dict:
@@ -144,16 +166,24 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--variants", default="i,ii,iii,iv")
+    p.add_argument("--ceilings", default="none,colour,shape,all",
+                   help="perfect-grounding rows: comma list of none,colour,shape,size,all ('' for none)")
+    p.add_argument("--ceiling-steps", type=int, default=1000, help="decoder steps (batch 8 frames) per ceiling row")
     p.add_argument("--mlflow", action="store_true", help="track each variant (local store in its folder)")
     args = p.parse_args()
     keys = [k.strip() for k in args.variants.split(",") if k.strip()]
     unknown = [k for k in keys if k not in VARIANTS]
     if unknown:
         p.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+    from prompt_probe import GROUNDING_ROWS
+
+    bad = {n.strip() for n in args.ceilings.split(",") if n.strip()} - set(GROUNDING_ROWS)
+    if bad:
+        p.error(f"unknown ceilings {sorted(bad)}; choose from {list(GROUNDING_ROWS)}")
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     splits = make_splits(args.out, args.train_videos, args.val_videos, args.frames, args.size, args.threads)
-    results = {"baseline (largest moving blobs)": baseline(splits["val"], args.val_videos)}
+    results = {"baseline (largest moving blobs)": baseline(splits["val"], args.val_videos), **ceilings(splits, args)}
     runs: dict[str, dict] = {}
     for key in keys:
         runs[key] = train_variant(key, splits, args.out, args)
@@ -172,7 +202,8 @@ def report(args, results: dict, runs: dict, total: float, final: bool) -> None:
              f"{args.sam2_image_size or 'as configured'}, {args.steps} steps x batch {args.batch_size} x "
              f"{args.expressions_per_sample} expression(s) x {args.train_frames or 'configured'} frames, mask losses "
              f"only for the first {args.mask_only_steps}, lr {args.lr:g} (floor x{args.min_lr_ratio:g}), CPU fp32, "
-             "J&F on held-out videos (teacher-forced answers unless noted)", "",
+             "J&F on held-out videos (teacher-forced answers unless noted); ceiling rows: "
+             f"{args.ceiling_steps} decoder steps x 8 frames", "",
              "| predictor | Actor J&F | Target J&F | RVOS J&F | actor-target overlap |", "|---|---|---|---|---|"]
     lines += [row(name, s) for name, s in results.items()]
     lines += ["", "| variant | train wall (s) | samples/s | final loss |", "|---|---|---|---|"]
