@@ -37,6 +37,14 @@ def read_yaml_mapping(path: str | os.PathLike, error: type[Exception], what: str
     return raw
 
 
+def deep_merge(base: dict, over: dict) -> dict:
+    """``base`` with ``over`` merged in, nested mappings merged key by key."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def validate_config(cls: type[M], values: dict[str, Any], source: str, error: type[Exception],
                     what: str = "config") -> M:
     """``cls.model_validate(values)``, turning pydantic's error into one ``error`` listing ``field: problem``."""

@@ -58,6 +58,33 @@ def test_config_errors_name_the_field(tmp_path):
         TrainConfig.from_yaml("tiny", **{"model_overrides": {"loss": {"aml_heads": [[99, 0]]}}}).model_config_obj()
 
 
+def test_init_from_applies_model_overrides_to_the_checkpoint_config(tmp_path):
+    import torch
+
+    from reviosa.model.checkpoint import CheckpointError, build_model, save_pretrained
+    from reviosa.model.config import ModelConfig
+    from reviosa.train.trainer import build_model as build_for_training
+
+    saved = build_model(ModelConfig.from_yaml("tiny"))
+    assert saved.config.loss.aml_weight > 0
+    ckpt = save_pretrained(saved, tmp_path / "ckpt")
+    cfg = TrainConfig.from_yaml("tiny", **{"data.train": "x", "init_from": str(ckpt),
+                                           "model_overrides": {"loss": {"aml_weight": 0.0}}})
+    model = build_for_training(cfg)
+    assert model.config.loss.aml_weight == 0.0 and model.config.loss.aml_heads == saved.config.loss.aml_heads
+    mine = dict(model.named_parameters())
+    for name, p in saved.named_parameters():
+        assert torch.equal(mine[name], p), name  # the checkpoint's weights, not a fresh seeded init
+    shape = TrainConfig.from_yaml("tiny", **{"data.train": "x", "init_from": str(ckpt),
+                                             "model_overrides": {"lora": {"r": 8}}})
+    with pytest.raises(CheckpointError, match="shape"):
+        build_for_training(shape)
+    invalid = TrainConfig.from_yaml("tiny", **{"data.train": "x", "init_from": str(ckpt),
+                                               "model_overrides": {"loss": {"aml_heads": [[99, 0]]}}})
+    with pytest.raises(CheckpointError, match="overrides"):
+        build_for_training(invalid)
+
+
 def test_clips_are_deterministic_and_ranks_disjoint(synth):
     from reviosa.data.format import InterRVOSDataset
     from reviosa.model.checkpoint import build_model

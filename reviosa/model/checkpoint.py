@@ -135,19 +135,30 @@ def save_pretrained(model, directory: str | os.PathLike) -> Path:
 
 
 def from_pretrained(path_or_uri: str | os.PathLike, *, device: str | torch.device = "cpu",
-                    cache_dir: str | os.PathLike | None = None, storage_options: dict | None = None):
-    """Load a model saved by ``save_pretrained`` from a folder or an ``s3://`` URI (safetensors only)."""
+                    cache_dir: str | os.PathLike | None = None, storage_options: dict | None = None,
+                    overrides: dict | None = None):
+    """Load a model saved by ``save_pretrained`` from a folder or an ``s3://`` URI (safetensors only).
+
+    ``overrides`` (nested config fields, e.g. ``{"loss": {"aml_weight": 0.0}}``) replace the saved config's; one
+    that changes a weight's shape is refused.
+    """
+    from pydantic import ValidationError
     from safetensors.torch import load_file
 
     from reviosa.model.config import ModelConfigError
+    from reviosa.yamlconfig import deep_merge
 
     root = fetch(path_or_uri, cache_dir, storage_options)
     if not (root / CONFIG_FILE).is_file() or not (root / TRAINABLE_FILE).is_file():
         raise CheckpointError(f"{root}: not a ReVIOSa checkpoint (needs {CONFIG_FILE} and {TRAINABLE_FILE})")
     try:
         cfg = ModelConfig.from_yaml(root / CONFIG_FILE)
+        if overrides:
+            cfg = ModelConfig.model_validate(deep_merge(cfg.model_dump(mode="json"), overrides))
     except ModelConfigError as err:
         raise CheckpointError(str(err)) from None
+    except ValidationError as err:
+        raise CheckpointError(f"{root}: overrides {overrides}: {err}") from None
     model = build_model(cfg, load_base=True)
     state = {}
     if (root / BASE_FILE).is_file():

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from reviosa.yamlconfig import read_yaml_mapping, shipped_or_path, validate_config
+from reviosa.yamlconfig import deep_merge, read_yaml_mapping, shipped_or_path, validate_config
 
 CONFIG_DIR = Path(__file__).with_name("configs")
 
@@ -144,7 +144,7 @@ class TrainConfig(_Strict):
 
         base = ModelConfig.from_yaml(self.model).model_dump(mode="json")
         try:
-            return ModelConfig.model_validate(_deep_merge(base, self.model_overrides))
+            return ModelConfig.model_validate(deep_merge(base, self.model_overrides))
         except ValidationError as err:
             raise TrainConfigError(f"model_overrides: {err}") from None
 
@@ -161,14 +161,6 @@ class TrainConfig(_Strict):
 
         walk("", self.model_dump(mode="json"))
         return out
-
-
-def _deep_merge(base: dict, over: dict) -> dict:
-    """``base`` with ``over`` merged in, nested mappings merged key by key."""
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def resolve_config_path(path: str | os.PathLike) -> Path:

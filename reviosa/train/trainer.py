@@ -118,12 +118,18 @@ def lr_lambda(cfg: TrainConfig):
 
 
 def build_model(cfg: TrainConfig):
-    """The model to train, the same on every rank (seeded init, or ``init_from`` a checkpoint)."""
+    """The model to train, the same on every rank (seeded init, or ``init_from`` a checkpoint).
+
+    ``model_overrides`` apply to an ``init_from`` checkpoint's own config, so a fine-tune can change e.g. the loss.
+    """
     from reviosa.model.checkpoint import build_model as build
     from reviosa.model.checkpoint import from_pretrained
 
     torch.manual_seed(cfg.seed)
-    model = from_pretrained(cfg.init_from) if cfg.init_from else build(cfg.model_config_obj())
+    if cfg.init_from:
+        model = from_pretrained(cfg.init_from, overrides=cfg.model_overrides)
+    else:
+        model = build(cfg.model_config_obj())
     if cfg.single_seg_token:
         from reviosa.train.ablation import tie_seg_tokens
 
@@ -215,7 +221,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             if cfg.tracking.enabled:
                 from reviosa.train.tracking import RunLogger
 
-                logger = RunLogger(cfg, resume=resume)
+                logger = RunLogger(cfg, resume=resume, model_config=model.config)
 
         val_ds = InterRVOSDataset.load(cfg.data.val) if cfg.data.val else None
         micro = step * cfg.grad_accum
