@@ -65,18 +65,24 @@ def _draw(dataset, pairs, rng, n: int, low: int):
     return np.stack(images), resize_masks(np.stack(masks), low).unsqueeze(1), objs
 
 
-def _iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """IoU of two boolean mask stacks over their last two dims (1 where both are empty)."""
     union = (a | b).sum((-1, -2)).float()
     return torch.where(union > 0, (a & b).sum((-1, -2)).float() / union.clamp(min=1), torch.ones_like(union))
 
 
+def object_view(obj):
+    """A dataset object as the synthetic generator's ``ObjectView`` (appearance only), for its wording helpers."""
+    from reviosa.data.synthetic.expressions import ObjectView
+
+    return ObjectView(obj.obj_id, obj.category, obj.attributes["color"], obj.attributes["size"], None, frozenset())
+
+
 def _description(obj) -> str:
     """The object's full appearance description, worded by the synthetic generator ("the large red circle")."""
-    from reviosa.data.synthetic.expressions import ObjectView, describe
+    from reviosa.data.synthetic.expressions import describe
 
-    view = ObjectView(obj.obj_id, obj.category, obj.attributes["color"], obj.attributes["size"], None, frozenset())
-    return describe(view, "full")
+    return describe(object_view(obj), "full")
 
 
 def _oracle_prompter(used: tuple[str, ...], objects: list, dim: int):
@@ -169,7 +175,7 @@ def ceiling_row(args, prompter: str, used: tuple[str, ...] = ()) -> float:
     with torch.no_grad():
         for _ in range(args.eval_batches):
             frames, gt, objs = _draw(val, pairs, rng, args.batch_size, cfg.sam2.low_res)
-            scores.append(_iou(run(frames, objs) > 0, gt > 0.5))
+            scores.append(mask_iou(run(frames, objs) > 0, gt > 0.5))
     return float(torch.cat(scores).mean())
 
 
@@ -288,10 +294,10 @@ def reads_language(args) -> None:
         masks = torch.from_numpy(masks[:, 0])
         zero = masks[-1]
         for i, a in enumerate(exps):
-            to_zero.append(float(_iou(masks[i], zero)))
+            to_zero.append(float(mask_iou(masks[i], zero)))
             for j in range(i + 1, len(exps)):
                 if set(a.anno_ids) != set(exps[j].anno_ids):
-                    between.append(float(_iou(masks[i], masks[j])))
+                    between.append(float(mask_iou(masks[i], masks[j])))
     print(f"{args.model} on {min(args.videos, len(ds.videos))} held-out videos (first frame, [SEG_ACT] token)")
     print(f"mask IoU between expressions with different referents: {np.mean(between):.3f} ({len(between)} pairs)")
     print(f"mask IoU against a zero language token:                 {np.mean(to_zero):.3f} ({len(to_zero)} masks)")

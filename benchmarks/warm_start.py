@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from reviosa.data.synthetic.config import SIZE_NAMES
-from reviosa.data.synthetic.expressions import FORMS, ObjectView, describe
+from reviosa.data.synthetic.expressions import FORMS, ObjectView, _matches, describe
 from reviosa.data.synthetic.shapes import COLORS, SHAPES
 
 
@@ -42,17 +42,12 @@ class Sample:
     named: list[tuple[str, ObjectView]]  # (description form, object) per mask
 
 
-def _view(obj) -> ObjectView:
-    return ObjectView(obj.obj_id, obj.category, obj.attributes["color"], obj.attributes["size"], None, frozenset())
-
-
-def _referents(views: list[ObjectView], target: ObjectView, form: str) -> list[int]:
-    """Ids of every object in the video that ``describe(target, form)`` fits (an ambiguous phrase names them all)."""
-    return [v.obj_id for v in views if all(getattr(v, k) == getattr(target, k) for k in FORMS[form])]
 
 
 def draw(dataset, rng: np.random.Generator, pair_fraction: float) -> Sample:
     """A random frame and a description of one visible object, or of two joined by "and"."""
+    from prompt_probe import object_view
+
     from reviosa.data.video import read_frames
 
     videos = list(dataset.videos.values())
@@ -63,15 +58,16 @@ def draw(dataset, rng: np.random.Generator, pair_fraction: float) -> Sample:
         n = 2 if (len(visible) >= 2 and rng.random() < pair_fraction) else 1
         if len(visible) < n:
             continue
-        views = [_view(o) for o in video.objects.values()]
-        picked = [visible[i] for i in rng.choice(len(visible), size=n, replace=False)]
+        views = {o.anno_id: object_view(o) for o in video.objects.values()}
+        picked = [views[visible[i].anno_id] for i in rng.choice(len(visible), size=n, replace=False)]
         phrases, masks, named = [], [], []
-        for obj in picked:
+        for view in picked:
             form = list(FORMS)[int(rng.integers(len(FORMS)))]
-            phrases.append(describe(_view(obj), form))
-            named.append((form, _view(obj)))
-            ids = _referents(views, _view(obj), form)
-            masks.append(dataset.union_masks(video, [video.objects[i].anno_id for i in ids])[t])
+            phrases.append(describe(view, form))
+            named.append((form, view))
+            # an ambiguous phrase ("the circle") names every object it fits
+            fits = [anno for anno, other in views.items() if _matches(form, view, other)]
+            masks.append(dataset.union_masks(video, fits)[t])
         if n == 2 and bool((masks[0] & masks[1]).any()):
             continue  # "the circle and the red circle": the two phrases overlap, so neither answer is right
         return Sample(read_frames(dataset, video, [t])[0], " and ".join(phrases), masks, named)
@@ -152,6 +148,8 @@ def held_out_iou(model, dataset, n: int = 96, pair_fraction: float = 0.5, seed: 
                  shuffle_text: bool = False) -> float:
     """Mean low-res mask IoU over ``n`` random samples of ``dataset``; ``shuffle_text`` gives every sample the text
     of another with as many named things (the score of a model that ignores the description)."""
+    from prompt_probe import mask_iou
+
     rng = np.random.default_rng(seed)
     scores = []
     for _ in range(0, n, 8):
@@ -161,9 +159,7 @@ def held_out_iou(model, dataset, n: int = 96, pair_fraction: float = 0.5, seed: 
             texts = [next((o for o in batch[i + 1:] + batch[:i] if len(o.masks) == len(s.masks)), s)
                      for i, s in enumerate(batch)]
         logits, gt = decode(model, batch, seg_states(model, texts)[0])
-        pred, ref = logits > 0, gt > 0.5
-        union = (pred | ref).sum((-1, -2)).float()
-        scores.append(torch.where(union > 0, (pred & ref).sum((-1, -2)).float() / union.clamp(min=1), 1.0))
+        scores.append(mask_iou(logits > 0, gt > 0.5))
     return float(torch.cat(scores).mean())
 
 
