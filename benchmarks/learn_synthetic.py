@@ -102,7 +102,7 @@ def warm(splits: dict, args) -> tuple[Path | None, dict]:
     if args.no_warm_start:
         return None, {}
     from prompt_probe import with_sam2_size
-    from warm_start import WarmStartConfig, held_out_iou, warm_start
+    from warm_start import WarmStartConfig, held_out_iou, record, warm_start
 
     from reviosa.data.format import InterRVOSDataset
     from reviosa.model.checkpoint import from_pretrained
@@ -111,12 +111,10 @@ def warm(splits: dict, args) -> tuple[Path | None, dict]:
     cfg = with_sam2_size(ModelConfig.from_yaml(args.model), args.sam2_image_size)
     ws = WarmStartConfig(decoder_steps=args.warm_decoder_steps, llm_steps=args.warm_llm_steps,
                          joint_steps=args.warm_joint_steps, seed=args.seed)
-    t0 = time.perf_counter()
     path = warm_start(cfg, splits["train"].parent, args.out / "warm-start", ws, progress=False)
-    wall = time.perf_counter() - t0
     model = from_pretrained(path).eval()
     val = InterRVOSDataset.load(splits["val"])
-    return path, {"wall_s": wall, "frame_iou": held_out_iou(model, val),
+    return path, {"wall_s": record(path)["wall_s"], "frame_iou": held_out_iou(model, val),
                   "frame_iou_shuffled": held_out_iou(model, val, shuffle_text=True)}
 
 
@@ -202,9 +200,12 @@ def main() -> None:
                    help="perfect-grounding rows: comma list of none,colour,shape,size,all ('' for none)")
     p.add_argument("--ceiling-steps", type=int, default=1000, help="decoder steps (batch 8 frames) per ceiling row")
     p.add_argument("--no-warm-start", action="store_true", help="train every variant from random weights")
-    p.add_argument("--warm-decoder-steps", type=int, default=1000, help="warm start stage 1 (decoder)")
-    p.add_argument("--warm-llm-steps", type=int, default=1000, help="warm start stage 2 (LLM)")
-    p.add_argument("--warm-joint-steps", type=int, default=500, help="warm start stage 3 (whole chain)")
+    from warm_start import WarmStartConfig
+
+    warm_default = WarmStartConfig()
+    p.add_argument("--warm-decoder-steps", type=int, default=warm_default.decoder_steps, help="warm start stage 1")
+    p.add_argument("--warm-llm-steps", type=int, default=warm_default.llm_steps, help="warm start stage 2 (LLM)")
+    p.add_argument("--warm-joint-steps", type=int, default=warm_default.joint_steps, help="warm start stage 3")
     p.add_argument("--mlflow", action="store_true", help="track each variant (local store in its folder)")
     args = p.parse_args()
     keys = [k.strip() for k in args.variants.split(",") if k.strip()]

@@ -1,0 +1,63 @@
+"""The learning benchmark's warm start: trains the parameters ReVIOSa trains, records itself, resumes honestly."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import warm_start as ws_mod  # noqa: E402
+
+from reviosa.data.format import InterRVOSDataset  # noqa: E402
+from reviosa.model.checkpoint import build_model, from_pretrained  # noqa: E402
+from reviosa.model.config import ModelConfig  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> Path:
+    from reviosa.data.synthetic import generate_splits, load_config
+
+    root = tmp_path_factory.mktemp("warm") / "data"
+    generate_splits(root, load_config(frames=6, height=48, width=48), {"train": 3, "val": 2}, seed=0, workers=1)
+    return root
+
+
+def test_warm_start_trains_only_reviosas_parameters_and_records_itself(synthetic, tmp_path):
+    cfg = ModelConfig.from_yaml("tiny")
+    ws = ws_mod.WarmStartConfig(decoder_steps=2, llm_steps=2, joint_steps=2, batch_size=2)
+    out = ws_mod.warm_start(cfg, synthetic, tmp_path / "ws", ws, progress=False)
+
+    torch.manual_seed(ws.seed)
+    fresh = build_model(cfg)
+    model = from_pretrained(out)
+    before, after = dict(fresh.named_parameters()), dict(model.named_parameters())
+    changed = {n for n, p in after.items() if not torch.equal(p, before[n])}
+    # the same parameters the trainer trains moved; the frozen image encoders did not
+    assert any(n.startswith("sam.sam_mask_decoder.") for n in changed)
+    assert any("lora_" in n for n in changed)
+    assert not any(n.startswith("sam.image_encoder.") for n in changed)
+    assert all(after[n].requires_grad for n in changed)  # nothing frozen (vision encoders, LLM base) moved
+
+    rec = json.loads((out / ws_mod.RECORD_FILE).read_text())
+    assert rec["config"] == asdict(ws) and rec["wall_s"] > 0
+    iou = ws_mod.held_out_iou(model.eval(), InterRVOSDataset.load(synthetic / "val"), n=8)
+    assert 0.0 <= iou <= 1.0
+
+
+def test_warm_start_reuses_its_own_checkpoint_and_refuses_another(synthetic, tmp_path):
+    cfg = ModelConfig.from_yaml("tiny")
+    ws = ws_mod.WarmStartConfig(decoder_steps=1, llm_steps=1, joint_steps=1, batch_size=2)
+    out = ws_mod.warm_start(cfg, synthetic, tmp_path / "ws", ws, progress=False)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+
+    assert ws_mod.warm_start(cfg, synthetic, out, ws, progress=False) == out
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # reused, not retrained
+
+    with pytest.raises(ValueError, match="delete it or pick another folder"):
+        ws_mod.warm_start(cfg, synthetic, out, ws_mod.WarmStartConfig(decoder_steps=5), progress=False)
