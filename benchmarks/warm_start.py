@@ -192,17 +192,17 @@ def warm_start(cfg, data: Path, out: Path, ws: WarmStartConfig, progress: bool =
        give the answer text;
     3. the whole chain is trained on the mask loss.
 
-    ``out/warm_start.json`` records ``ws`` and the wall time; an existing ``out`` made with the same ``ws`` is reused
-    (the benchmark resumes), one made otherwise is refused.
+    ``out/warm_start.json``, written last, records ``ws`` and the wall time: a finished ``out`` made with the same
+    ``ws`` is reused (the benchmark resumes), one made otherwise is refused, an unfinished one is made again.
     """
     from tqdm import tqdm
 
     from reviosa.data.atomic import atomic_write_text
     from reviosa.data.format import InterRVOSDataset
-    from reviosa.model.checkpoint import CONFIG_FILE, build_model, save_pretrained
+    from reviosa.model.checkpoint import build_model, save_pretrained
 
-    if (out / CONFIG_FILE).is_file():
-        made = record(out).get("config")
+    if (out / RECORD_FILE).is_file():
+        made = record(out)["config"]
         if made != asdict(ws):
             raise ValueError(f"{out} holds a warm start made with {made}, not {asdict(ws)}: delete it or pick "
                              "another folder")

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import warm_start as ws_mod  # noqa: E402
 
 from reviosa.data.format import InterRVOSDataset  # noqa: E402
-from reviosa.model.checkpoint import build_model, from_pretrained  # noqa: E402
+from reviosa.model.checkpoint import TRAINABLE_FILE, build_model, from_pretrained  # noqa: E402
 from reviosa.model.config import ModelConfig  # noqa: E402
 
 
@@ -61,3 +61,8 @@ def test_warm_start_reuses_its_own_checkpoint_and_refuses_another(synthetic, tmp
 
     with pytest.raises(ValueError, match="delete it or pick another folder"):
         ws_mod.warm_start(cfg, synthetic, out, ws_mod.WarmStartConfig(decoder_steps=5), progress=False)
+
+    (out / ws_mod.RECORD_FILE).unlink()  # killed after saving the weights, before the record: made again
+    ws_mod.warm_start(cfg, synthetic, out, ws, progress=False)
+    assert ws_mod.record(out)["config"] == asdict(ws)
+    assert (out / TRAINABLE_FILE).stat().st_mtime_ns != before[TRAINABLE_FILE]
