@@ -32,7 +32,7 @@ segmentation path alone (a single-token model cannot say which [SEG] is the targ
 ``--batch-size 8 --train-frames 1 --expressions-per-sample 1`` trades frames per sample for more expressions per
 step at about the same cost.
 
-    python benchmarks/learn_synthetic.py --out runs/learn   # warm start + 3000 steps per variant: ~45 min, 2 cores
+    python benchmarks/learn_synthetic.py --out runs/learn   # warm start + 3000 steps per variant: ~54 min, 2 cores
     python benchmarks/learn_synthetic.py --out runs/learn --steps 20 --variants iv   # smoke run
 
 Targets (issue): Actor J&F >= 0.8 and Target >= 0.7 on CPU within 30 minutes, ablation in the paper's order.
