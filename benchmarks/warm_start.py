@@ -246,9 +246,8 @@ def warm_start(cfg, data: Path, out: Path, ws: WarmStartConfig, progress: bool =
 
 
 def record(out: Path) -> dict:
-    """What ``warm_start`` recorded in ``out`` (its config and wall time; empty for a checkpoint made otherwise)."""
-    path = out / RECORD_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """What ``warm_start`` recorded in a finished ``out``: its config and wall time."""
+    return json.loads((out / RECORD_FILE).read_text())
 
 
 def main() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -44,7 +43,7 @@ def test_warm_start_trains_only_reviosas_parameters_and_records_itself(synthetic
     assert not any(n.startswith("sam.image_encoder.") for n in changed)
     assert all(after[n].requires_grad for n in changed)  # nothing frozen (vision encoders, LLM base) moved
 
-    rec = json.loads((out / ws_mod.RECORD_FILE).read_text())
+    rec = ws_mod.record(out)
     assert rec["config"] == asdict(ws) and rec["wall_s"] > 0
     iou = ws_mod.held_out_iou(model.eval(), InterRVOSDataset.load(synthetic / "val"), n=8)
     assert 0.0 <= iou <= 1.0
