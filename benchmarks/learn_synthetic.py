@@ -28,12 +28,17 @@ the answer text ("Sure, it is [SEG_ACT] and [SEG_TAR].") for every variant, so t
 segmentation path alone (a single-token model cannot say which [SEG] is the target when it generates); variant
 (iv) is also scored with generated answers.
 
+``--seeds 0,1,2`` trains every variant once per seed (data order, augmentation, point sampling) from the same
+warm start (made with the first seed) and reports the mean with the spread (min-max) over seeds, plus a
+per-seed table: one seed on 20 held-out videos cannot order variants whose gaps are 0.01-0.03 J&F.
+
 ``--mask-only-steps N`` starts every variant with N steps of mask losses alone (the trainer's ``mask_only_steps``);
 ``--batch-size 8 --train-frames 1 --expressions-per-sample 1`` trades frames per sample for more expressions per
 step at about the same cost.
 
     python benchmarks/learn_synthetic.py --out runs/learn   # warm start + 3000 steps per variant: ~54 min, 2 cores
     python benchmarks/learn_synthetic.py --out runs/learn --steps 20 --variants iv   # smoke run
+    python benchmarks/learn_synthetic.py --out runs/learn --seeds 0,1 --val-videos 40   # + 40 min per extra seed
 
 Targets (issue): Actor J&F >= 0.8 and Target >= 0.7 on CPU within 30 minutes, ablation in the paper's order.
 """
@@ -93,7 +98,7 @@ def ceilings(splits: dict, args) -> dict:
         used = GROUNDING_ROWS[name]
         label = f"true {' + '.join(used)}" if used else "zero token (no prompt)"
         out[f"(ceiling) perfect grounding, {label}"] = grounding_ceiling(
-            cfg, splits["train"].parent, used, args.ceiling_steps, seed=args.seed, max_videos=args.val_videos)
+            cfg, splits["train"].parent, used, args.ceiling_steps, seed=args.seeds[0], max_videos=args.val_videos)
     return out
 
 
@@ -110,7 +115,7 @@ def warm(splits: dict, args) -> tuple[Path | None, dict]:
 
     cfg = with_sam2_size(ModelConfig.from_yaml(args.model), args.sam2_image_size)
     ws = WarmStartConfig(decoder_steps=args.warm_decoder_steps, llm_steps=args.warm_llm_steps,
-                         joint_steps=args.warm_joint_steps, seed=args.seed)
+                         joint_steps=args.warm_joint_steps, seed=args.seeds[0])
     path = warm_start(cfg, splits["train"].parent, args.out / "warm-start", ws, progress=False)
     model = from_pretrained(path).eval()
     val = InterRVOSDataset.load(splits["val"])
@@ -118,35 +123,43 @@ def warm(splits: dict, args) -> tuple[Path | None, dict]:
                   "frame_iou_shuffled": held_out_iou(model, val, shuffle_text=True)}
 
 
-def train_variant(key: str, splits: dict, out: Path, args, init_from: Path | None) -> dict:
-    """Train one variant in a subprocess (``python -m reviosa.train``) and return its summary."""
+def variant_dir(key: str, seed: int, args) -> str:
+    """Output folder name of a variant trained with ``seed`` (the first seed keeps the plain name)."""
+    return f"variant-{key}" if seed == args.seeds[0] else f"variant-{key}-seed{seed}"
+
+
+def train_variant(key: str, seed: int, splits: dict, out: Path, args, init_from: Path | None) -> dict:
+    """Train one variant in a subprocess (``python -m reviosa.train``, resumed if already there); its summary."""
     extra = VARIANTS[key][1]
+    name = variant_dir(key, seed, args)
     cfg = {
         "model": args.model, "init_from": str(init_from) if init_from else None,
         "data": {"train": str(splits["train"]), "val": None, "expressions_per_sample": args.expressions_per_sample,
                  "augment": {"brightness": 0.05, "contrast": 0.1}},
-        "out": str(out / f"variant-{key}"), "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed,
+        "out": str(out / name), "steps": args.steps, "batch_size": args.batch_size, "seed": seed,
         "optim": {"lr": args.lr, "warmup_steps": min(20, args.steps // 10), "min_lr_ratio": args.min_lr_ratio},
         "mask_only_steps": min(args.mask_only_steps, args.steps),
         "checkpoint": {"every": max(1, args.steps // 4), "keep": 1},
-        "tracking": {"enabled": args.mlflow, "experiment": "reviosa/learn-synthetic", "run_name": f"variant-{key}"},
+        "tracking": {"enabled": args.mlflow, "experiment": "reviosa/learn-synthetic", "run_name": name},
         "log_every": max(1, args.steps // 10), **extra,
     }
     overrides = {"train_frames": args.train_frames} if args.train_frames else {}
     if args.sam2_image_size:
         overrides["sam2"] = {"image_size": args.sam2_image_size}
+    if args.aml_patch_rule:
+        overrides["loss"] = {**cfg.get("model_overrides", {}).get("loss", {}), "aml_patch_rule": args.aml_patch_rule}
     cfg["model_overrides"] = {**cfg.get("model_overrides", {}), **overrides}
     import yaml
 
-    path = out / f"variant-{key}.yaml"
+    path = out / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "reviosa.train", "--config", str(path), "--resume", "--no-progress"],
                    check=True, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
-    wall = time.perf_counter() - t0
-    hist = [json.loads(ln) for ln in (out / f"variant-{key}" / "history.jsonl").read_text().splitlines()]
+    hist = [json.loads(ln) for ln in (out / name / "history.jsonl").read_text().splitlines()]
     tail = hist[len(hist) // 2:]  # skip warm-up / first steps for throughput
-    return {"train_wall_s": wall, "samples_per_s": sum(h["samples_per_s"] for h in tail) / len(tail),
+    # summed step times, not this call's wall time: a finished run is only reloaded, a resumed one is part-done
+    return {"train_wall_s": sum(h["step_time_s"] for h in hist),
+            "samples_per_s": sum(h["samples_per_s"] for h in tail) / len(tail),
             "final_loss": sum(h["loss"] for h in hist[-10:]) / len(hist[-10:])}
 
 
@@ -167,9 +180,26 @@ def score_variant(model_dir: Path, splits: dict, max_videos: int, generated: boo
     return res
 
 
+COLUMNS = ("actor_JF", "target_JF", "rvos_JF", "role_iou")
+
+
+def over_seeds(per_seed: list[dict]) -> dict:
+    """Mean of every metric over seeds, with ``<metric>_min`` / ``<metric>_max`` when there are several."""
+    out = {k: sum(s[k] for s in per_seed) / len(per_seed) for k in per_seed[0]}
+    if len(per_seed) > 1:
+        for k in per_seed[0]:
+            out[f"{k}_min"] = min(s[k] for s in per_seed)
+            out[f"{k}_max"] = max(s[k] for s in per_seed)
+    return out
+
+
 def row(name: str, s: dict) -> str:
-    f = lambda k: f"{s[k]:.3f}" if k in s else "–"  # noqa: E731
-    return f"| {name} | {f('actor_JF')} | {f('target_JF')} | {f('rvos_JF')} | {f('role_iou')} |"
+    """A table row: each column's value, or mean (min-max) over seeds."""
+    def f(k: str) -> str:
+        if k not in s:
+            return "–"
+        return f"{s[k]:.3f} ({s[k + '_min']:.3f}-{s[k + '_max']:.3f})" if k + "_min" in s else f"{s[k]:.3f}"
+    return "| " + " | ".join([name] + [f(k) for k in COLUMNS]) + " |"
 
 
 def main() -> None:
@@ -187,13 +217,16 @@ def main() -> None:
     p.add_argument("--expressions-per-sample", type=int, default=2)
     p.add_argument("--mask-only-steps", type=int, default=0,
                    help="first steps without the text and AML losses (the trainer's mask_only_steps)")
+    p.add_argument("--aml-patch-rule", choices=["nearest", "any"], default=None,
+                   help="AML target per vision patch (default: the model config's)")
     p.add_argument("--min-lr-ratio", type=float, default=0.1, help="cosine floor of the lr (1: constant after warm-up)")
     # 3e-4: at 1e-3 the LLM -> [SEG] -> prompt chain learned the object's description worse (prompt_probe ceiling)
     p.add_argument("--lr", type=float, default=3e-4)
     # 256 for 64-px frames: stride-16 SAM2 tokens of 4x4 pixels and low-res logits at frame resolution; with an oracle
     # colour prompt the decoder reaches 0.75 single-frame IoU instead of 0.67 at the tiny config's 128 (2.5x slower)
     p.add_argument("--sam2-image-size", type=int, default=256, help="SAM2 input size (0: the model config's)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default="0", help="comma list: each variant is trained once per seed; the first "
+                   "also seeds the warm start and the ceilings")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--variants", default="i,ii,iii,iv")
     p.add_argument("--ceilings", default="none,colour,shape,all",
@@ -208,6 +241,12 @@ def main() -> None:
     p.add_argument("--warm-joint-steps", type=int, default=warm_default.joint_steps, help="warm start stage 3")
     p.add_argument("--mlflow", action="store_true", help="track each variant (local store in its folder)")
     args = p.parse_args()
+    try:
+        args.seeds = list(dict.fromkeys(int(s) for s in args.seeds.split(",") if s.strip()))
+    except ValueError:
+        p.error(f"--seeds must be a comma list of integers, got {args.seeds!r}")
+    if not args.seeds:
+        p.error("--seeds names no seed")
     keys = [k.strip() for k in args.variants.split(",") if k.strip()]
     unknown = [k for k in keys if k not in VARIANTS]
     if unknown:
@@ -226,14 +265,18 @@ def main() -> None:
         results["warm start alone (no video training)"] = score_variant(init_from, splits, args.val_videos,
                                                                         generated=False)["forced"]
     runs: dict[str, dict] = {}
-    for key in keys:
-        runs[key] = train_variant(key, splits, args.out, args, init_from)
-        scores = score_variant(args.out / f"variant-{key}" / "final", splits, args.val_videos, generated=key == "iv")
-        runs[key].update(scores)
-        results[f"({key}) {VARIANTS[key][0]}"] = scores["forced"]
-        if "generated" in scores:
-            results[f"({key}) {VARIANTS[key][0]}, generated answers"] = scores["generated"]
-        report(args, results, runs, time.perf_counter() - t0, final=key == keys[-1])
+    # seed-major: a stopped run already has whole ablations for its first seeds
+    for seed in args.seeds:
+        for key in keys:
+            run = train_variant(key, seed, splits, args.out, args, init_from)
+            run.update(score_variant(args.out / variant_dir(key, seed, args) / "final", splits, args.val_videos,
+                                     generated=key == "iv"))
+            runs.setdefault(key, {})[seed] = run
+            done = list(runs[key].values())
+            results[f"({key}) {VARIANTS[key][0]}"] = over_seeds([r["forced"] for r in done])
+            if "generated" in run:
+                results[f"({key}) {VARIANTS[key][0]}, generated answers"] = over_seeds([r["generated"] for r in done])
+            report(args, results, runs, time.perf_counter() - t0, final=(seed, key) == (args.seeds[-1], keys[-1]))
 
 
 def warm_line(args) -> str:
@@ -253,14 +296,29 @@ def report(args, results: dict, runs: dict, total: float, final: bool) -> None:
              f"{args.frames} frames {args.size}x{args.size}), model {args.model}, SAM2 input "
              f"{args.sam2_image_size or 'as configured'}, {args.steps} steps x batch {args.batch_size} x "
              f"{args.expressions_per_sample} expression(s) x {args.train_frames or 'configured'} frames, mask losses "
-             f"only for the first {args.mask_only_steps}, lr {args.lr:g} (floor x{args.min_lr_ratio:g}), CPU fp32, "
+             f"only for the first {args.mask_only_steps}, AML patch rule {args.aml_patch_rule or 'as configured'}, "
+             f"lr {args.lr:g} (floor x{args.min_lr_ratio:g}), CPU fp32, "
              "J&F on held-out videos (teacher-forced answers unless noted); ceiling rows: "
-             f"{args.ceiling_steps} decoder steps x 8 frames", "", warm_line(args), "",
+             f"{args.ceiling_steps} decoder steps x 8 frames; variant rows: seeds {args.seeds}"
+             + (", mean (min-max)" if len(args.seeds) > 1 else ""), "", warm_line(args), "",
              "| predictor | Actor J&F | Target J&F | RVOS J&F | actor-target overlap |", "|---|---|---|---|---|"]
     lines += [row(name, s) for name, s in results.items()]
-    lines += ["", "| variant | train wall (s) | samples/s | final loss |", "|---|---|---|---|"]
-    lines += [f"| ({k}) {VARIANTS[k][0]} | {r['train_wall_s']:.0f} | {r['samples_per_s']:.2f} | "
-              f"{r['final_loss']:.3f} |" for k, r in runs.items()]
+    lines += ["", "| variant | seed | Actor J&F | Target J&F | RVOS J&F | overlap | train wall (s) | samples/s | "
+              "final loss |", "|---|---|---|---|---|---|---|---|---|"]
+    for k, per_seed in runs.items():
+        for seed, r in per_seed.items():
+            f = r["forced"]
+            lines.append(f"| ({k}) {VARIANTS[k][0]} | {seed} | {f['actor_JF']:.3f} | {f['target_JF']:.3f} | "
+                         f"{f['rvos_JF']:.3f} | {f['role_iou']:.3f} | {r['train_wall_s']:.0f} | "
+                         f"{r['samples_per_s']:.2f} | {r['final_loss']:.3f} |")
+    orders = []
+    for seed in args.seeds:
+        done = {k: per_seed[seed]["forced"] for k, per_seed in runs.items() if seed in per_seed}
+        if len(done) > 1:
+            orders.append(f"- seed {seed}, best first: " + "; ".join(
+                f"{label} " + " > ".join(f"({k})" for k in sorted(done, key=lambda k: -done[k][col]))
+                for col, label in (("actor_JF", "Actor"), ("target_JF", "Target"), ("rvos_JF", "RVOS"))))
+    lines += [""] + orders if orders else []
     lines += ["", f"total wall time {total / 60:.1f} min"]
     text = "\n".join(lines)
     if final:
