@@ -303,7 +303,7 @@ def report(args, results: dict, runs: dict, total: float, final: bool) -> None:
              + (", mean (min-max)" if len(args.seeds) > 1 else ""), "", warm_line(args), "",
              "| predictor | Actor J&F | Target J&F | RVOS J&F | actor-target overlap |", "|---|---|---|---|---|"]
     lines += [row(name, s) for name, s in results.items()]
-    lines += ["", "| variant | seed | Actor J&F | Target J&F | RVOS J&F | overlap | train wall (s) | samples/s | "
+    lines += ["", "| variant | seed | Actor J&F | Target J&F | RVOS J&F | overlap | train time (s) | samples/s | "
               "final loss |", "|---|---|---|---|---|---|---|---|---|"]
     for k, per_seed in runs.items():
         for seed, r in per_seed.items():
