@@ -130,6 +130,8 @@ def variant_dir(key: str, seed: int, args) -> str:
 
 def train_variant(key: str, seed: int, splits: dict, out: Path, args, init_from: Path | None) -> dict:
     """Train one variant in a subprocess (``python -m reviosa.train``, resumed if already there); its summary."""
+    from reviosa.yamlconfig import deep_merge
+
     extra = VARIANTS[key][1]
     name = variant_dir(key, seed, args)
     cfg = {
@@ -147,8 +149,8 @@ def train_variant(key: str, seed: int, splits: dict, out: Path, args, init_from:
     if args.sam2_image_size:
         overrides["sam2"] = {"image_size": args.sam2_image_size}
     if args.aml_patch_rule:
-        overrides["loss"] = {**cfg.get("model_overrides", {}).get("loss", {}), "aml_patch_rule": args.aml_patch_rule}
-    cfg["model_overrides"] = {**cfg.get("model_overrides", {}), **overrides}
+        overrides["loss"] = {"aml_patch_rule": args.aml_patch_rule}
+    cfg["model_overrides"] = deep_merge(cfg.get("model_overrides", {}), overrides)
     import yaml
 
     path = out / f"{name}.yaml"
