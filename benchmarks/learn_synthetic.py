@@ -8,10 +8,10 @@ Reports InterRVOS-Actor / -Target / RVOS J&F of
 
 each trained from one shared warm start (``warm_start.py``; ``--no-warm-start`` trains from random weights),
 plus CPU throughput (samples/s), and the ceiling of perfect grounding (``prompt_probe.py grounding``): the same
-tiny SAM2 decoder trained for ``--ceiling-steps`` with each referent prompted by a learned embedding of its true
-colour, shape or all attributes instead of the LLM's token. It bounds what the variants could reach with the
-language understood perfectly: class-level interaction expressions ("the circle chasing the square") name
-shapes only, and a shape prompt scores no better than none.
+tiny SAM2 decoder trained for ``--ceiling-steps`` on the warm start's frozen image encoder, with each referent
+prompted by a learned embedding of its true colour, shape or all attributes instead of the LLM's token. It bounds
+what the variants could reach with the language understood perfectly: class-level interaction expressions ("the
+circle chasing the square") name shapes only, and a shape prompt scores no better than none.
 
 Why a warm start: ReVIOSa starts from an MLLM and a SAM2 that already ground language and follow prompts. The
 tiny model from random weights never gets there on this data: its decoder learns to ignore the language token
@@ -86,8 +86,9 @@ def baseline(val: Path, max_videos: int) -> dict:
     return summarize(rows)
 
 
-def ceilings(splits: dict, args) -> dict:
-    """Perfect-grounding rows (``prompt_probe.grounding_ceiling``) for each attribute set in ``--ceilings``."""
+def ceilings(splits: dict, args, encoder_from: Path | None) -> dict:
+    """Perfect-grounding rows (``prompt_probe.grounding_ceiling``) for each attribute set in ``--ceilings``, with
+    the warm start's SAM2 image encoder when there is one (the encoder every variant has)."""
     from prompt_probe import GROUNDING_ROWS, grounding_ceiling, with_sam2_size
 
     from reviosa.model.config import ModelConfig
@@ -98,7 +99,8 @@ def ceilings(splits: dict, args) -> dict:
         used = GROUNDING_ROWS[name]
         label = f"true {' + '.join(used)}" if used else "zero token (no prompt)"
         out[f"(ceiling) perfect grounding, {label}"] = grounding_ceiling(
-            cfg, splits["train"].parent, used, args.ceiling_steps, seed=args.seeds[0], max_videos=args.val_videos)
+            cfg, splits["train"].parent, used, args.ceiling_steps, seed=args.seeds[0], max_videos=args.val_videos,
+            encoder_from=encoder_from)
     return out
 
 
@@ -114,12 +116,14 @@ def warm(splits: dict, args) -> tuple[Path | None, dict]:
     from reviosa.model.config import ModelConfig
 
     cfg = with_sam2_size(ModelConfig.from_yaml(args.model), args.sam2_image_size)
-    ws = WarmStartConfig(decoder_steps=args.warm_decoder_steps, llm_steps=args.warm_llm_steps,
-                         joint_steps=args.warm_joint_steps, seed=args.seeds[0])
+    ws = WarmStartConfig(encoder_steps=args.warm_encoder_steps, decoder_steps=args.warm_decoder_steps,
+                         llm_steps=args.warm_llm_steps, joint_steps=args.warm_joint_steps, seed=args.seeds[0])
     path = warm_start(cfg, splits["train"].parent, args.out / "warm-start", ws, progress=False)
     model = from_pretrained(path).eval()
     val = InterRVOSDataset.load(splits["val"])
-    return path, {"wall_s": record(path)["wall_s"], "frame_iou": held_out_iou(model, val),
+    made = record(path)
+    return path, {"wall_s": made["wall_s"], "encoder_shape_accuracy": made["encoder_shape_accuracy"],
+                  "frame_iou": held_out_iou(model, val),
                   "frame_iou_shuffled": held_out_iou(model, val, shuffle_text=True)}
 
 
@@ -238,6 +242,8 @@ def main() -> None:
     from warm_start import WarmStartConfig
 
     warm_default = WarmStartConfig()
+    p.add_argument("--warm-encoder-steps", type=int, default=warm_default.encoder_steps,
+                   help="warm start stage 0 (SAM2 image encoder; 0: keep it random)")
     p.add_argument("--warm-decoder-steps", type=int, default=warm_default.decoder_steps, help="warm start stage 1")
     p.add_argument("--warm-llm-steps", type=int, default=warm_default.llm_steps, help="warm start stage 2 (LLM)")
     p.add_argument("--warm-joint-steps", type=int, default=warm_default.joint_steps, help="warm start stage 3")
@@ -261,8 +267,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     splits = make_splits(args.out, args.train_videos, args.val_videos, args.frames, args.size, args.threads)
-    results = {"baseline (largest moving blobs)": baseline(splits["val"], args.val_videos), **ceilings(splits, args)}
     init_from, args.warm = warm(splits, args)
+    results = {"baseline (largest moving blobs)": baseline(splits["val"], args.val_videos),
+               **ceilings(splits, args, init_from)}
     if init_from:
         results["warm start alone (no video training)"] = score_variant(init_from, splits, args.val_videos,
                                                                         generated=False)["forced"]
@@ -286,7 +293,9 @@ def warm_line(args) -> str:
     if args.no_warm_start:
         return "Every variant trains from random weights (no warm start)."
     w = args.warm
-    return (f"Every variant trains from one warm start (warm_start.py: {args.warm_decoder_steps} decoder + "
+    encoder = (f"{args.warm_encoder_steps} SAM2 image-encoder steps (shape pixel accuracy "
+               f"{w['encoder_shape_accuracy']:.3f}) + " if args.warm_encoder_steps else "")
+    return (f"Every variant trains from one warm start (warm_start.py: {encoder}{args.warm_decoder_steps} decoder + "
             f"{args.warm_llm_steps} LLM + {args.warm_joint_steps} joint steps x 8 single frames of appearance "
             f"descriptions, {w['wall_s']:.0f} s): held-out frame IoU {w['frame_iou']:.3f}, "
             f"{w['frame_iou_shuffled']:.3f} with the descriptions shuffled between samples.")
@@ -301,7 +310,9 @@ def report(args, results: dict, runs: dict, total: float, final: bool) -> None:
              f"only for the first {args.mask_only_steps}, AML patch rule {args.aml_patch_rule or 'as configured'}, "
              f"lr {args.lr:g} (floor x{args.min_lr_ratio:g}), CPU fp32, "
              "J&F on held-out videos (teacher-forced answers unless noted); ceiling rows: "
-             f"{args.ceiling_steps} decoder steps x 8 frames; variant rows: seeds {args.seeds}"
+             f"{args.ceiling_steps} decoder steps x 8 frames"
+             + ("" if args.no_warm_start else " on the warm start's SAM2 image encoder")
+             + f"; variant rows: seeds {args.seeds}"
              + (", mean (min-max)" if len(args.seeds) > 1 else ""), "", warm_line(args), "",
              "| predictor | Actor J&F | Target J&F | RVOS J&F | actor-target overlap |", "|---|---|---|---|---|"]
     lines += [row(name, s) for name, s in results.items()]

@@ -6,6 +6,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -29,7 +30,7 @@ def synthetic(tmp_path_factory) -> Path:
 
 def test_warm_start_trains_only_reviosas_parameters_and_records_itself(synthetic, tmp_path):
     cfg = ModelConfig.from_yaml("tiny")
-    ws = ws_mod.WarmStartConfig(decoder_steps=2, llm_steps=2, joint_steps=2, batch_size=2)
+    ws = ws_mod.WarmStartConfig(encoder_steps=0, decoder_steps=2, llm_steps=2, joint_steps=2, batch_size=2)
     out = ws_mod.warm_start(cfg, synthetic, tmp_path / "ws", ws, progress=False)
 
     torch.manual_seed(ws.seed)
@@ -51,7 +52,7 @@ def test_warm_start_trains_only_reviosas_parameters_and_records_itself(synthetic
 
 def test_warm_start_reuses_its_own_checkpoint_and_refuses_another(synthetic, tmp_path):
     cfg = ModelConfig.from_yaml("tiny")
-    ws = ws_mod.WarmStartConfig(decoder_steps=1, llm_steps=1, joint_steps=1, batch_size=2)
+    ws = ws_mod.WarmStartConfig(encoder_steps=0, decoder_steps=1, llm_steps=1, joint_steps=1, batch_size=2)
     out = ws_mod.warm_start(cfg, synthetic, tmp_path / "ws", ws, progress=False)
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
 
@@ -59,9 +60,44 @@ def test_warm_start_reuses_its_own_checkpoint_and_refuses_another(synthetic, tmp
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # reused, not retrained
 
     with pytest.raises(ValueError, match="delete it or pick another folder"):
-        ws_mod.warm_start(cfg, synthetic, out, ws_mod.WarmStartConfig(decoder_steps=5), progress=False)
+        ws_mod.warm_start(cfg, synthetic, out, ws_mod.WarmStartConfig(encoder_steps=0, decoder_steps=5),
+                          progress=False)
 
     (out / ws_mod.RECORD_FILE).unlink()  # killed after saving the weights, before the record: made again
     ws_mod.warm_start(cfg, synthetic, out, ws, progress=False)
     assert ws_mod.record(out)["config"] == asdict(ws)
     assert (out / TRAINABLE_FILE).stat().st_mtime_ns != before[TRAINABLE_FILE]
+
+
+def test_shape_frames_label_every_painted_object_pixel_with_its_shape_and_colour():
+    from reviosa.data.synthetic import load_config
+    from reviosa.data.synthetic.shapes import COLORS
+
+    world = load_config()
+    frames, shape, colour = ws_mod.shape_frames(np.random.default_rng(0), 6, 40, 48, world)
+    assert frames.shape == (6, 40, 48, 3) and shape.shape == colour.shape == (6, 40, 48)
+    assert bool(((shape > 0) == (colour > 0)).all()) and bool((shape > 0).any())
+    assert int(shape.max()) <= len(world.shapes) and int(colour.max()) <= len(world.colors)
+    for c, name in enumerate(world.colors, start=1):
+        painted = frames[(colour == c).numpy()]
+        assert (painted == COLORS[name]).all()  # the topmost object's colour, where objects overlap
+    # nothing on the background carries an object colour
+    for name in world.colors:
+        assert not (frames[(shape == 0).numpy()] == COLORS[name]).all(-1).any()
+
+
+def test_stage_0_trains_the_sam2_image_encoder_and_leaves_it_frozen(synthetic, tmp_path):
+    cfg = ModelConfig.from_yaml("tiny")
+    ws = ws_mod.WarmStartConfig(encoder_steps=3, decoder_steps=1, llm_steps=1, joint_steps=1, batch_size=2)
+    out = ws_mod.warm_start(cfg, synthetic, tmp_path / "ws", ws, progress=False)
+
+    torch.manual_seed(ws.seed)
+    before = dict(build_model(cfg).named_parameters())
+    model = from_pretrained(out)
+    moved = [n for n, p in model.named_parameters() if n.startswith("sam.image_encoder.") and
+             not torch.equal(p, before[n])]
+    assert moved  # the encoder's weights were trained and saved with the checkpoint
+    assert not any(p.requires_grad for n, p in model.named_parameters() if n.startswith("sam.image_encoder."))
+    assert not any("vision_tower" in n and not torch.equal(p, before[n])
+                   for n, p in model.named_parameters())
+    assert 0.0 <= ws_mod.record(out)["encoder_shape_accuracy"] <= 1.0
