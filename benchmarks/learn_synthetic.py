@@ -309,10 +309,11 @@ def report(args, results: dict, runs: dict, total: float, final: bool) -> None:
              f"{args.expressions_per_sample} expression(s) x {args.train_frames or 'configured'} frames, mask losses "
              f"only for the first {args.mask_only_steps}, AML patch rule {args.aml_patch_rule or 'as configured'}, "
              f"lr {args.lr:g} (floor x{args.min_lr_ratio:g}), CPU fp32, "
-             "J&F on held-out videos (teacher-forced answers unless noted); ceiling rows: "
-             f"{args.ceiling_steps} decoder steps x 8 frames"
-             + ("" if args.no_warm_start else " on the warm start's SAM2 image encoder")
-             + f"; variant rows: seeds {args.seeds}"
+             "J&F on held-out videos (teacher-forced answers unless noted); "
+             + (f"ceiling rows: {args.ceiling_steps} decoder steps x 8 frames"
+                + ("" if args.no_warm_start else " on the warm start's SAM2 image encoder") + "; "
+                if args.ceilings.strip() else "")
+             + f"variant rows: seeds {args.seeds}"
              + (", mean (min-max)" if len(args.seeds) > 1 else ""), "", warm_line(args), "",
              "| predictor | Actor J&F | Target J&F | RVOS J&F | actor-target overlap |", "|---|---|---|---|---|"]
     lines += [row(name, s) for name, s in results.items()]
