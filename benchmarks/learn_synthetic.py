@@ -11,7 +11,7 @@ plus CPU throughput (samples/s), and the ceiling of perfect grounding (``prompt_
 tiny SAM2 decoder trained for ``--ceiling-steps`` on the warm start's frozen image encoder, with each referent
 prompted by a learned embedding of its true colour, shape or all attributes instead of the LLM's token. It bounds
 what the variants could reach with the language understood perfectly: class-level interaction expressions ("the
-circle chasing the square") name shapes only, and a shape prompt scores no better than none.
+circle chasing the square") name shapes only, and on a random encoder a shape prompt scores no better than none.
 
 Why a warm start: ReVIOSa starts from an MLLM and a SAM2 that already ground language and follow prompts. The
 tiny model from random weights never gets there on this data: its decoder learns to ignore the language token
@@ -91,16 +91,19 @@ def ceilings(splits: dict, args, encoder_from: Path | None) -> dict:
     the warm start's SAM2 image encoder when there is one (the encoder every variant has)."""
     from prompt_probe import GROUNDING_ROWS, grounding_ceiling, with_sam2_size
 
+    from reviosa.model.checkpoint import from_pretrained
     from reviosa.model.config import ModelConfig
 
     cfg = with_sam2_size(ModelConfig.from_yaml(args.model), args.sam2_image_size)
+    # loaded once for every row
+    encoder = from_pretrained(encoder_from).sam.image_encoder.state_dict() if encoder_from else None
     out = {}
     for name in [n.strip() for n in args.ceilings.split(",") if n.strip()]:
         used = GROUNDING_ROWS[name]
         label = f"true {' + '.join(used)}" if used else "zero token (no prompt)"
         out[f"(ceiling) perfect grounding, {label}"] = grounding_ceiling(
             cfg, splits["train"].parent, used, args.ceiling_steps, seed=args.seeds[0], max_videos=args.val_videos,
-            encoder_from=encoder_from)
+            encoder_state=encoder)
     return out
 
 

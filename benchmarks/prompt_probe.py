@@ -124,10 +124,10 @@ def _llm_prompter(cfg, with_frame: bool):
 
 
 def train_prompted_decoder(cfg, train, val, prompter: str, used: tuple[str, ...], steps: int, batch_size: int,
-                           lr: float, seed: int, encoder_from: Path | None = None):
+                           lr: float, seed: int, encoder_state: dict | None = None):
     """A fresh tiny SAM2 decoder trained with ``oracle`` prompts of ``used`` or ``llm``/``llm+frame`` prompts.
 
-    ``encoder_from``: a saved model whose (frozen) SAM2 image encoder to use instead of a random one.
+    ``encoder_state``: a SAM2 image encoder state dict to use (frozen) instead of random weights.
     Returns ``run(frames, objects) -> low-res logits``: one object per frame, prompted the way it was trained.
     """
     from reviosa.model import sam as sam_ops
@@ -135,10 +135,8 @@ def train_prompted_decoder(cfg, train, val, prompter: str, used: tuple[str, ...]
 
     torch.manual_seed(seed)
     sam = sam_ops.build_sam2(cfg.sam2)
-    if encoder_from is not None:
-        from reviosa.model.checkpoint import from_pretrained
-
-        sam.image_encoder.load_state_dict(from_pretrained(encoder_from).sam.image_encoder.state_dict())
+    if encoder_state is not None:
+        sam.image_encoder.load_state_dict(encoder_state)
     sam_ops.freeze_for_training(sam)
     if prompter == "oracle":
         prompt, extra = _oracle_prompter(used, [o for _, o in _objects(train) + _objects(val)], sam.hidden_dim)
@@ -186,7 +184,7 @@ def ceiling_row(args, prompter: str, used: tuple[str, ...] = ()) -> float:
 
 def grounding_ceiling(cfg, data: Path, used: tuple[str, ...], steps: int, batch_size: int = 8, lr: float = 1e-3,
                       seed: int = 0, max_videos: int | None = None,
-                      encoder_from: Path | None = None) -> dict[str, float]:
+                      encoder_state: dict | None = None) -> dict[str, float]:
     """Actor/Target/RVOS J&F of perfect grounding: every referent prompted with its true attributes ``used``.
 
     The decoder is trained as in ``train_prompted_decoder``; each expression's actor (target) track is the union
@@ -201,7 +199,7 @@ def grounding_ceiling(cfg, data: Path, used: tuple[str, ...], steps: int, batch_
 
     train = InterRVOSDataset.load(data / "train")
     val = InterRVOSDataset.load(data / "val")
-    run = train_prompted_decoder(cfg, train, val, "oracle", used, steps, batch_size, lr, seed, encoder_from)
+    run = train_prompted_decoder(cfg, train, val, "oracle", used, steps, batch_size, lr, seed, encoder_state)
     rows = []
     with torch.no_grad():
         for video in list(val.videos.values())[:max_videos]:
