@@ -32,6 +32,11 @@ segmentation path alone (a single-token model cannot say which [SEG] is the targ
 warm start (made with the first seed) and reports the mean with the spread (min-max) over seeds, plus a
 per-seed table: one seed on 20 held-out videos cannot order variants whose gaps are 0.01-0.03 J&F.
 
+A second table breaks J&F down by expression kind (single / multi-object by appearance, motion or both;
+interactions by level -- class ("the circle chasing the square") or appearance -- and role), one column per
+predictor. Scores are kept beside each checkpoint (``scores-<name>.json``, keyed by the weights' hash), so a rerun
+with more seeds or variants only scores what is new.
+
 ``--mask-only-steps N`` starts every variant with N steps of mask losses alone (the trainer's ``mask_only_steps``);
 ``--batch-size 8 --train-frames 1 --expressions-per-sample 1`` trades frames per sample for more expressions per
 step at about the same cost.
@@ -46,6 +51,7 @@ Targets (issue): Actor J&F >= 0.8 and Target >= 0.7 on CPU within 30 minutes, ab
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -70,8 +76,9 @@ def make_splits(out: Path, train_videos: int, val_videos: int, frames: int, size
     return {"train": out / "data" / "train", "val": out / "data" / "val"}
 
 
-def baseline(val: Path, max_videos: int) -> dict:
-    """Largest-moving-blob heuristic scored with the same per-expression rules as the trainer's validation."""
+def baseline(val: Path, max_videos: int) -> tuple[dict, dict]:
+    """Largest-moving-blob heuristic scored with the same per-expression rules as the trainer's validation:
+    summary and per-kind summaries."""
     from reviosa.baselines.predictors import predict_largest_moving
     from reviosa.data.format import InterRVOSDataset
     from reviosa.train.validation import score_expression, summarize
@@ -83,7 +90,7 @@ def baseline(val: Path, max_videos: int) -> dict:
         for exp, (actor, target) in zip(exps, predict_largest_moving(ds, video, exps)):
             gt_tar = ds.union_masks(video, exp.target_anno_ids) if exp.has_target else None
             rows.append(score_expression(video.name, exp, ds.union_masks(video, exp.anno_ids), gt_tar, actor, target))
-    return summarize(rows)
+    return summarize(rows), by_kind(ds, rows)
 
 
 def ceilings(splits: dict, args, encoder_from: Path | None) -> dict:
@@ -172,20 +179,50 @@ def train_variant(key: str, seed: int, splits: dict, out: Path, args, init_from:
             "final_loss": sum(h["loss"] for h in hist[-10:]) / len(hist[-10:])}
 
 
+def kind_of(exp) -> str:
+    """The expression's kind for the per-kind table: how it refers (synthetic ``extra``) and, for interactions,
+    its level and role."""
+    kind = exp.extra.get("kind", exp.type.value)
+    if exp.type.value != "interaction":
+        return f"{exp.type.value}: {kind}"
+    role = exp.extra.get("role", "active") if exp.has_target else "both (no roles)"
+    return f"interaction: {exp.extra.get('level', '?')} level, {role}"
+
+
+def by_kind(ds, rows: list[dict]) -> dict:
+    """Protocol summary (``summarize``) of the rows of each expression kind, with its count ``n``."""
+    from reviosa.train.validation import summarize
+
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(kind_of(ds.videos[r["video"]].expressions[r["exp_id"]]), []).append(r)
+    return {k: {**summarize(g), "n": len(g)} for k, g in sorted(groups.items())}
+
+
 def score_variant(model_dir: Path, splits: dict, max_videos: int, generated: bool) -> dict:
-    """Validate a trained model on the held-out split (teacher-forced answers, optionally generated)."""
+    """Validate a trained model on the held-out split (teacher-forced answers, optionally generated): summary and
+    per-kind summaries, kept beside the checkpoint (``scores-<name>.json``) so a rerun scores it only once."""
     import torch
 
+    from reviosa.data.atomic import atomic_write_text
     from reviosa.data.format import InterRVOSDataset
-    from reviosa.model.checkpoint import from_pretrained
+    from reviosa.model.checkpoint import TRAINABLE_FILE, from_pretrained
     from reviosa.train.validation import validate
 
+    # by content: resuming a finished run saves the same weights again
+    weights = hashlib.sha256((model_dir / TRAINABLE_FILE).read_bytes()).hexdigest()
+    key = {"max_videos": max_videos, "generated": generated, "weights": weights}
+    cache = model_dir.parent / f"scores-{model_dir.name}.json"
+    if cache.is_file() and (kept := json.loads(cache.read_text()))["key"] == key:
+        return kept["scores"]
     torch.set_num_threads(2)
     model = from_pretrained(model_dir)
     ds = InterRVOSDataset.load(splits["val"])
-    res = {"forced": validate(model, ds, max_videos, teacher_forced=True)[0]}
-    if generated:
-        res["generated"] = validate(model, ds, max_videos, teacher_forced=False)[0]
+    res = {}
+    for mode in ("forced", "generated") if generated else ("forced",):
+        summary, rows, _ = validate(model, ds, max_videos, teacher_forced=mode == "forced")
+        res[mode], res[f"{mode}_kinds"] = summary, by_kind(ds, rows)
+    atomic_write_text(cache, json.dumps({"key": key, "scores": res}, indent=1))
     return res
 
 
@@ -271,11 +308,14 @@ def main() -> None:
     t0 = time.perf_counter()
     splits = make_splits(args.out, args.train_videos, args.val_videos, args.frames, args.size, args.threads)
     init_from, args.warm = warm(splits, args)
-    results = {"baseline (largest moving blobs)": baseline(splits["val"], args.val_videos),
-               **ceilings(splits, args, init_from)}
+    base, base_kinds = baseline(splits["val"], args.val_videos)
+    results = {"baseline (largest moving blobs)": base, **ceilings(splits, args, init_from)}
+    # per-kind J&F, one column per predictor: its per-seed summaries
+    kinds: dict[str, list[dict]] = {"baseline": [base_kinds]}
     if init_from:
-        results["warm start alone (no video training)"] = score_variant(init_from, splits, args.val_videos,
-                                                                        generated=False)["forced"]
+        alone = score_variant(init_from, splits, args.val_videos, generated=False)
+        results["warm start alone (no video training)"] = alone["forced"]
+        kinds["warm start"] = [alone["forced_kinds"]]
     runs: dict[str, dict] = {}
     # seed-major: a stopped run already has whole ablations for its first seeds
     for seed in args.seeds:
@@ -284,11 +324,13 @@ def main() -> None:
             run.update(score_variant(args.out / variant_dir(key, seed, args) / "final", splits, args.val_videos,
                                      generated=key == "iv"))
             runs.setdefault(key, {})[seed] = run
+            kinds.setdefault(f"({key})", []).append(run["forced_kinds"])
             done = list(runs[key].values())
             results[f"({key}) {VARIANTS[key][0]}"] = over_seeds([r["forced"] for r in done])
             if "generated" in run:
                 results[f"({key}) {VARIANTS[key][0]}, generated answers"] = over_seeds([r["generated"] for r in done])
-            report(args, results, runs, time.perf_counter() - t0, final=(seed, key) == (args.seeds[-1], keys[-1]))
+            report(args, results, runs, kinds, time.perf_counter() - t0,
+                   final=(seed, key) == (args.seeds[-1], keys[-1]))
 
 
 def warm_line(args) -> str:
@@ -304,7 +346,21 @@ def warm_line(args) -> str:
             f"{w['frame_iou_shuffled']:.3f} with the descriptions shuffled between samples.")
 
 
-def report(args, results: dict, runs: dict, total: float, final: bool) -> None:
+def kind_table(kinds: dict[str, list[dict]]) -> list[str]:
+    """Per-kind J&F table (mean over seeds): Actor / Target for role-annotated interactions, else RVOS."""
+    names = list(kinds)
+    first = kinds[names[0]][0]
+    lines = ["| expression kind | n | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for kind in first:
+        cells = []
+        for name in names:
+            s = over_seeds([per_seed[kind] for per_seed in kinds[name]])
+            cells.append(f"{s['actor_JF']:.2f} / {s['target_JF']:.2f}" if "target_JF" in s else f"{s['rvos_JF']:.2f}")
+        lines.append(f"| {kind} | {first[kind]['n']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def report(args, results: dict, runs: dict, kinds: dict, total: float, final: bool) -> None:
     """Write the tables so far (after every variant, so a long run shows progress); print them at the end."""
     lines = [f"Tiny ReVIOSa on synthetic videos ({args.train_videos} train / {args.val_videos} held-out, "
              f"{args.frames} frames {args.size}x{args.size}), model {args.model}, SAM2 input "
@@ -336,13 +392,15 @@ def report(args, results: dict, runs: dict, total: float, final: bool) -> None:
                 f"{label} " + " > ".join(f"({k})" for k in sorted(done, key=lambda k: -done[k][col]))
                 for col, label in (("actor_JF", "Actor"), ("target_JF", "Target"), ("rvos_JF", "RVOS"))))
     lines += [""] + orders if orders else []
+    lines += ["", "J&F by expression kind (variants: mean over seeds; interactions with roles: Actor / Target, "
+              "others: RVOS):", ""] + kind_table(kinds)
     lines += ["", f"total wall time {total / 60:.1f} min"]
     text = "\n".join(lines)
     if final:
         print(text)
     (args.out / "results.md").write_text(text + "\n")
-    (args.out / "results.json").write_text(json.dumps({"results": results, "runs": runs, "args": vars(args)},
-                                                      indent=2, default=str))
+    (args.out / "results.json").write_text(json.dumps({"results": results, "runs": runs, "kinds": kinds,
+                                                       "args": vars(args)}, indent=2, default=str))
 
 
 if __name__ == "__main__":
