@@ -12,14 +12,18 @@ expressions/s, speed-up over concurrency 1 measured in the same run, and the lat
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from reviosa.annotate.config import AnnotateConfig
-from reviosa.annotate.local_servers import stub_server
 from reviosa.annotate.pipeline import run_annotation
-from reviosa.data.synthetic import generate_split, load_config
+from reviosa.data.synthetic import SyntheticConfig, generate_split
+
+# The stub server is test code (tests/fixtures/llm_stub.py), not part of the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from fixtures.llm_stub import stub_server  # noqa: E402
 
 
 def main() -> None:
@@ -31,7 +35,7 @@ def main() -> None:
     levels = [int(c) for c in a.concurrency.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        generate_split(tmp / "split", load_config(frames=12, height=96, width=96), a.videos, seed=0, progress=False)
+        generate_split(tmp / "split", SyntheticConfig(frames=12, height=96, width=96), a.videos, seed=0, progress=False)
         with stub_server(tmp / "stub.log", delay_s=a.delay) as stub:
             print(f"{a.videos} videos, server delay {a.delay * 1000:.0f} ms per request")
             print(f"{'concurrency':>11} {'requests':>8} {'expressions':>11} {'wall s':>8} {'expr/s':>8} "

@@ -18,12 +18,11 @@ import time
 import numpy as np
 import torch
 
-from reviosa.annotate.config import TrackingConfig
+from reviosa.annotate.config import MaskTrackConfig
+from reviosa.annotate.mask_tracks import SAM2Tracker
 from reviosa.annotate.prompts_file import prompts_from_masks
-from reviosa.annotate.tracking import SAM2Tracker
 from reviosa.data.synthetic.config import SyntheticConfig
 from reviosa.data.synthetic.writer import generate_split
-from reviosa.data.video import read_frame
 from reviosa.model.sam import preprocess_frames
 
 
@@ -39,7 +38,7 @@ def main() -> None:
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
-    tracker = SAM2Tracker(TrackingConfig(sam2_config=a.config, allow_random_weights=True, device=a.device))
+    tracker = SAM2Tracker(MaskTrackConfig(sam2_config=a.config, allow_random_weights=True, device=a.device))
     with tempfile.TemporaryDirectory() as tmp:
         world = SyntheticConfig(frames=a.frames, height=a.size, width=a.size, min_objects=4, max_objects=6)
         ds = generate_split(tmp, world, 4, progress=False)
@@ -61,7 +60,7 @@ def main() -> None:
         def floor() -> None:
             with torch.inference_mode():
                 for t in range(n):
-                    img = preprocess_frames(np.array(read_frame(ds, video, t)[None]), tracker.image_size)
+                    img = preprocess_frames(np.array(ds.read_frame(video, t)[None]), tracker.image_size)
                     tracker.sam.forward_image(img.to(a.device))
 
         ours = timed(lambda: tracker.track_video(ds, video, prompts))

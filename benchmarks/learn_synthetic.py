@@ -6,9 +6,11 @@ Reports InterRVOS-Actor / -Target / RVOS J&F of
 * the paper's Table 4 ablation on the tiny model: (i) single [SEG] token, no AML; (ii) AML only;
   (iii) two tokens [SEG_ACT]/[SEG_TAR] only; (iv) both,
 
-each trained from one shared warm start (``warm_start.py``; ``--no-warm-start`` trains from random weights),
-plus CPU throughput (samples/s), and the ceiling of perfect grounding (``prompt_probe.py grounding``): the same
-tiny SAM2 decoder trained for ``--ceiling-steps`` on the warm start's frozen image encoder, with each referent
+each a shipped ablation row (``reviosa/train/ablations/*.yaml``) fine-tuned by the package's recipe from one
+shared pretrained checkpoint (``reviosa pretrain``, the tiny model's stand-in for InternVL/SAM2 checkpoints, called
+the warm start below; ``--no-warm-start`` trains from random weights), plus CPU throughput (samples/s), and the
+ceiling of perfect grounding (``reviosa.train.probes.grounding_ceiling``): the same tiny SAM2 decoder trained
+for ``--ceiling-steps`` on the warm start's frozen image encoder, with each referent
 prompted by a learned embedding of its true colour, shape or all attributes instead of the LLM's token. It bounds
 what the variants could reach with the language understood perfectly: class-level interaction expressions ("the
 circle chasing the square") name shapes only, and on a random encoder a shape prompt scores no better than none.
@@ -45,7 +47,7 @@ with more seeds or variants only scores what is new.
 ``--batch-size 8 --train-frames 1 --expressions-per-sample 1`` trades frames per sample for more expressions per
 step at about the same cost.
 
-    python benchmarks/learn_synthetic.py --out runs/learn   # warm start (~20 min) + 4 variants (~6 min each), 2 cores
+    python benchmarks/learn_synthetic.py --out runs/learn   # pretraining (~16 min) + 4 variants (~7 min each), 2 cores
     python benchmarks/learn_synthetic.py --out runs/learn --steps 20 --variants iv   # smoke run
     python benchmarks/learn_synthetic.py --out runs/learn --seeds 0,1 --val-videos 40   # + ~25 min per extra seed
 
@@ -63,19 +65,28 @@ import sys
 import time
 from pathlib import Path
 
-VARIANTS = {
-    "i": ("single token, no AML", {"single_seg_token": True, "model_overrides": {"loss": {"aml_weight": 0.0}}}),
-    "ii": ("AML only", {"single_seg_token": True}),
-    "iii": ("two tokens only", {"model_overrides": {"loss": {"aml_weight": 0.0}}}),
-    "iv": ("two tokens + AML (ReVIOSa)", {}),
-}
+from reviosa.train.ablation import rows as ablation_rows
+
+#: Table 4's rows as shipped: key -> (label, the row's overrides)
+VARIANTS = {key: (row.label, row.overrides) for key, row in ablation_rows().items()}
+#: perfect-grounding rows: name -> label
+CEILING_LABELS = {"none": "zero token (no prompt)", "colour": "true colour", "shape": "true shape",
+                  "size": "true size", "all": "true colour + shape + size"}
+
+
+def model_overrides(args) -> list[str]:
+    """The benchmark's changes to the model config, shared by pretraining, fine-tuning and the ceilings."""
+    out = [f"model.sam2.image_size={args.sam2_image_size}"] if args.sam2_image_size else []
+    out += [f"model.train_frames={args.train_frames}"] if args.train_frames else []
+    out += [f"model.loss.aml_patch_rule={args.aml_patch_rule}"] if args.aml_patch_rule else []
+    return out
 
 
 def make_splits(out: Path, train_videos: int, val_videos: int, frames: int, size: int, workers: int) -> dict:
     """Synthetic train/val splits (the generator resumes, so a rerun reuses them)."""
-    from reviosa.data.synthetic import generate_splits, load_config
+    from reviosa.data.synthetic import SyntheticConfig, generate_splits
 
-    cfg = load_config(frames=frames, height=size, width=size)
+    cfg = SyntheticConfig(frames=frames, height=size, width=size)
     generate_splits(out / "data", cfg, {"train": train_videos, "val": val_videos}, seed=0, workers=workers)
     return {"train": out / "data" / "train", "val": out / "data" / "val"}
 
@@ -98,47 +109,36 @@ def baseline(val: Path, max_videos: int) -> tuple[dict, dict]:
 
 
 def ceilings(splits: dict, args, encoder_from: Path | None) -> dict:
-    """Perfect-grounding rows (``prompt_probe.grounding_ceiling``) for each attribute set in ``--ceilings``, with
-    the warm start's SAM2 image encoder when there is one (the encoder every variant has)."""
-    from prompt_probe import GROUNDING_ROWS, grounding_ceiling, with_sam2_size
+    """Perfect-grounding rows (``reviosa.train.probes.grounding_ceiling``) for each name in ``--ceilings``, with the
+    pretrained SAM2 image encoder when there is one (the encoder every variant has)."""
+    from reviosa.data.format import InterRVOSDataset
+    from reviosa.model.modeling import ReviosaModel
+    from reviosa.train.config import TrainConfig
+    from reviosa.train.probes import ROWS, grounding_ceiling
 
-    from reviosa.model.checkpoint import from_pretrained
-    from reviosa.model.config import ModelConfig
-
-    cfg = with_sam2_size(ModelConfig.from_yaml(args.model), args.sam2_image_size)
+    cfg = TrainConfig.from_yaml("tiny", [f"model={args.model}", *model_overrides(args)]).model
     # loaded once for every row
-    encoder = from_pretrained(encoder_from).sam.image_encoder.state_dict() if encoder_from else None
-    out = {}
-    for name in [n.strip() for n in args.ceilings.split(",") if n.strip()]:
-        used = GROUNDING_ROWS[name]
-        label = f"true {' + '.join(used)}" if used else "zero token (no prompt)"
-        out[f"(ceiling) perfect grounding, {label}"] = grounding_ceiling(
-            cfg, splits["train"].parent, used, args.ceiling_steps, seed=args.seeds[0], max_videos=args.val_videos,
-            encoder_state=encoder)
-    return out
+    encoder = ReviosaModel.from_pretrained(encoder_from).sam.image_encoder.state_dict() if encoder_from else None
+    train, val = InterRVOSDataset.load(splits["train"]), InterRVOSDataset.load(splits["val"])
+    return {f"(ceiling) perfect grounding, {CEILING_LABELS[name]}": grounding_ceiling(
+        cfg, train, val, ROWS[name], args.ceiling_steps, seed=args.seeds[0], max_videos=args.val_videos,
+        encoder_state=encoder) for name in [n.strip() for n in args.ceilings.split(",") if n.strip()]}
 
 
 def warm(splits: dict, args) -> tuple[Path | None, dict]:
-    """The shared warm start (``warm_start.py``) every variant trains from, and its timing and held-out frame IoU."""
+    """The shared pretrained checkpoint (``reviosa pretrain``) every variant trains from, and its record."""
     if args.no_warm_start:
         return None, {}
-    from prompt_probe import with_sam2_size
-    from warm_start import WarmStartConfig, held_out_iou, record, warm_start
+    from reviosa.train.config import PretrainConfig
+    from reviosa.train.recipes.pretrain import run
 
-    from reviosa.data.format import InterRVOSDataset
-    from reviosa.model.checkpoint import from_pretrained
-    from reviosa.model.config import ModelConfig
-
-    cfg = with_sam2_size(ModelConfig.from_yaml(args.model), args.sam2_image_size)
-    ws = WarmStartConfig(encoder_steps=args.warm_encoder_steps, decoder_steps=args.warm_decoder_steps,
-                         llm_steps=args.warm_llm_steps, joint_steps=args.warm_joint_steps, seed=args.seeds[0])
-    path = warm_start(cfg, splits["train"].parent, args.out / "warm-start", ws, progress=False)
-    model = from_pretrained(path).eval()
-    val = InterRVOSDataset.load(splits["val"])
-    made = record(path)
-    return path, {"wall_s": made["wall_s"], "encoder_shape_accuracy": made["encoder_shape_accuracy"],
-                  "frame_iou": held_out_iou(model, val),
-                  "frame_iou_shuffled": held_out_iou(model, val, shuffle_text=True)}
+    cfg = PretrainConfig.from_yaml("tiny", [
+        f"model={args.model}", *model_overrides(args), f"data={splits['train']}", f"val={splits['val']}",
+        f"out={args.out / 'warm-start'}", f"seed={args.seeds[0]}",
+        f"stages.encoder.steps={args.warm_encoder_steps}", f"stages.decoder.steps={args.warm_decoder_steps}",
+        f"stages.llm.steps={args.warm_llm_steps}", f"stages.joint.steps={args.warm_joint_steps}"])
+    record = run(cfg, progress=False)
+    return Path(cfg.out), record
 
 
 def variant_dir(key: str, seed: int, args) -> str:
@@ -147,34 +147,21 @@ def variant_dir(key: str, seed: int, args) -> str:
 
 
 def train_variant(key: str, seed: int, splits: dict, out: Path, args, init_from: Path | None) -> dict:
-    """Train one variant in a subprocess (``python -m reviosa.train``, resumed if already there); its summary."""
-    from reviosa.yamlconfig import deep_merge
-
-    extra = VARIANTS[key][1]
+    """Fine-tune one ablation row in a subprocess (``python -m reviosa.train``, resumed if already there)."""
     name = variant_dir(key, seed, args)
-    cfg = {
-        "model": args.model, "init_from": str(init_from) if init_from else None,
-        "data": {"train": str(splits["train"]), "val": None, "expressions_per_sample": args.expressions_per_sample,
-                 "augment": {"brightness": 0.05, "contrast": 0.1}},
-        "out": str(out / name), "steps": args.steps, "batch_size": args.batch_size, "seed": seed,
-        "optim": {"lr": args.lr, "warmup_steps": min(20, args.steps // 10), "min_lr_ratio": args.min_lr_ratio},
-        "mask_only_steps": min(args.mask_only_steps, args.steps),
-        "checkpoint": {"every": max(1, args.steps // 4), "keep": 1},
-        "tracking": {"enabled": args.mlflow, "experiment": "reviosa/learn-synthetic", "run_name": name},
-        "log_every": max(1, args.steps // 10), **extra,
-    }
-    overrides = {"train_frames": args.train_frames} if args.train_frames else {}
-    if args.sam2_image_size:
-        overrides["sam2"] = {"image_size": args.sam2_image_size}
-    if args.aml_patch_rule:
-        overrides["loss"] = {"aml_patch_rule": args.aml_patch_rule}
-    cfg["model_overrides"] = deep_merge(cfg.get("model_overrides", {}), overrides)
-    import yaml
-
-    path = out / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    subprocess.run([sys.executable, "-m", "reviosa.train", "--config", str(path), "--resume", "--no-progress"],
-                   check=True, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+    overrides = [
+        f"model={args.model}", *model_overrides(args), f"init_from={init_from}" if init_from else "init_from=null",
+        f"data.train={splits['train']}", "data.val=null", f"data.expressions_per_sample={args.expressions_per_sample}",
+        "data.augment.brightness=0.05", "data.augment.contrast=0.1", f"out={out / name}", f"steps={args.steps}",
+        f"batch_size={args.batch_size}", f"seed={seed}", f"optim.lr={args.lr}",
+        f"optim.warmup_steps={min(20, args.steps // 10)}", f"optim.min_lr_ratio={args.min_lr_ratio}",
+        f"mask_only_steps={min(args.mask_only_steps, args.steps)}", f"checkpoint.every={max(1, args.steps // 4)}",
+        "checkpoint.keep=1", f"tracking.enabled={str(args.mlflow).lower()}",
+        "tracking.experiment=reviosa/learn-synthetic", f"tracking.run_name={name}",
+        f"log_every={max(1, args.steps // 10)}"]
+    cmd = [sys.executable, "-m", "reviosa.train", "--config", "tiny", "--ablation", key, "--resume", "--no-progress"]
+    subprocess.run(cmd + [a for o in overrides for a in ("--set", o)], check=True,
+                   env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
     hist = [json.loads(ln) for ln in (out / name / "history.jsonl").read_text().splitlines()]
     tail = hist[len(hist) // 2:]  # skip warm-up / first steps for throughput
     # summed step times, not this call's wall time: a finished run is only reloaded, a resumed one is part-done
@@ -210,7 +197,8 @@ def score_variant(model_dir: Path, splits: dict, max_videos: int, generated: boo
 
     from reviosa.data.atomic import atomic_write_text
     from reviosa.data.format import InterRVOSDataset
-    from reviosa.model.checkpoint import TRAINABLE_FILE, from_pretrained
+    from reviosa.model.checkpoint import TRAINABLE_FILE
+    from reviosa.model.modeling import ReviosaModel
     from reviosa.train.validation import validate
 
     # by content: resuming a finished run saves the same weights again
@@ -220,7 +208,7 @@ def score_variant(model_dir: Path, splits: dict, max_videos: int, generated: boo
     if cache.is_file() and (kept := json.loads(cache.read_text()))["key"] == key:
         return kept["scores"]
     torch.set_num_threads(2)
-    model = from_pretrained(model_dir)
+    model = ReviosaModel.from_pretrained(model_dir)
     ds = InterRVOSDataset.load(splits["val"])
     res = {}
     for mode in ("forced", "generated") if generated else ("forced",):
@@ -283,17 +271,17 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--variants", default="i,ii,iii,iv")
     p.add_argument("--ceilings", default="none,colour,shape,all",
-                   help="perfect-grounding rows: comma list of none,colour,shape,size,all ('' for none)")
+                   help=f"perfect-grounding rows: comma list of {','.join(CEILING_LABELS)} ('' for none)")
     p.add_argument("--ceiling-steps", type=int, default=1000, help="decoder steps (batch 8 frames) per ceiling row")
     p.add_argument("--no-warm-start", action="store_true", help="train every variant from random weights")
-    from warm_start import WarmStartConfig
+    from reviosa.train.config import PretrainConfig
 
-    warm_default = WarmStartConfig()
-    p.add_argument("--warm-encoder-steps", type=int, default=warm_default.encoder_steps,
-                   help="warm start stage 0 (SAM2 image encoder; 0: keep it random)")
-    p.add_argument("--warm-decoder-steps", type=int, default=warm_default.decoder_steps, help="warm start stage 1")
-    p.add_argument("--warm-llm-steps", type=int, default=warm_default.llm_steps, help="warm start stage 2 (LLM)")
-    p.add_argument("--warm-joint-steps", type=int, default=warm_default.joint_steps, help="warm start stage 3")
+    stages = PretrainConfig.from_yaml("tiny").stages
+    p.add_argument("--warm-encoder-steps", type=int, default=stages.encoder.steps,
+                   help="pretraining stage 0 (SAM2 image encoder; 0: keep it random)")
+    p.add_argument("--warm-decoder-steps", type=int, default=stages.decoder.steps, help="pretraining stage 1")
+    p.add_argument("--warm-llm-steps", type=int, default=stages.llm.steps, help="pretraining stage 2 (LLM)")
+    p.add_argument("--warm-joint-steps", type=int, default=stages.joint.steps, help="pretraining stage 3")
     p.add_argument("--mlflow", action="store_true", help="track each variant (local store in its folder)")
     args = p.parse_args()
     try:
@@ -306,11 +294,9 @@ def main() -> None:
     unknown = [k for k in keys if k not in VARIANTS]
     if unknown:
         p.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
-    from prompt_probe import GROUNDING_ROWS
-
-    bad = {n.strip() for n in args.ceilings.split(",") if n.strip()} - set(GROUNDING_ROWS)
+    bad = {n.strip() for n in args.ceilings.split(",") if n.strip()} - set(CEILING_LABELS)
     if bad:
-        p.error(f"unknown ceilings {sorted(bad)}; choose from {list(GROUNDING_ROWS)}")
+        p.error(f"unknown ceilings {sorted(bad)}; choose from {list(CEILING_LABELS)}")
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     splits = make_splits(args.out, args.train_videos, args.val_videos, args.frames, args.size, args.threads)
@@ -347,7 +333,8 @@ def warm_line(args) -> str:
     w = args.warm
     encoder = (f"{args.warm_encoder_steps} SAM2 image-encoder steps (shape pixel accuracy "
                f"{w['encoder_shape_accuracy']:.3f}) + " if args.warm_encoder_steps else "")
-    return (f"Every variant trains from one warm start (warm_start.py: {encoder}{args.warm_decoder_steps} decoder + "
+    return (f"Every variant trains from one pretrained checkpoint (reviosa pretrain: {encoder}"
+            f"{args.warm_decoder_steps} decoder + "
             f"{args.warm_llm_steps} LLM + {args.warm_joint_steps} joint steps x 8 single frames of appearance "
             f"descriptions, {w['wall_s']:.0f} s): held-out frame IoU {w['frame_iou']:.3f}, "
             f"{w['frame_iou_shuffled']:.3f} with the descriptions shuffled between samples.")

@@ -22,14 +22,14 @@ def _step(config: str, device: str, attn: str, frames: int, expressions: int, ba
     import torch
 
     from reviosa.model.batch import build_sample, collate
-    from reviosa.model.checkpoint import build_model
     from reviosa.model.config import ModelConfig
+    from reviosa.model.modeling import ReviosaModel
 
     torch.manual_seed(0)
     cfg = ModelConfig.from_yaml(config)
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     t0 = time.perf_counter()
-    model = build_model(cfg)
+    model = ReviosaModel.from_config(cfg)
     model.lm.set_attn_implementation(attn)
     model = model.to(device=device, dtype=dtype)
     build_s = time.perf_counter() - t0

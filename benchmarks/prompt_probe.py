@@ -7,17 +7,16 @@ reference), colour, shape, size, all three. Then the same task with the prompt m
 LLM (LoRA) reads the object's description ("the large red circle", text only or with the frame) and the
 projection of its [SEG_ACT] state is the token, LLM and decoder trained together. Held-out IoU on single frames.
 
-``grounding``: the same oracle prompts scored like the learning benchmark: every referent of a held-out
-expression is prompted with its true attributes (actor and target tracks = unions of their referents, decoded
-frame by frame) and the InterRVOS Actor / Target / RVOS J&F are reported. This is what ReVIOSa's decoder could
-reach if its LLM grounded every expression perfectly into those attributes: with a colour prompt the tiny SAM2
-is near the issue's target, with a shape prompt (all that a class-level "the circle chasing the square" names)
-it is no better than no prompt.
+``grounding``: the same oracle prompts scored like the learning benchmark (``reviosa.train.probes``): every
+referent of a held-out expression is prompted with its true attributes and the InterRVOS Actor / Target / RVOS J&F
+are reported: what ReVIOSa's decoder could reach if its LLM grounded every expression perfectly.
 
 ``reads-language``: does a trained checkpoint's decoder use the language token at all? For held-out videos it
 decodes the first frame with the [SEG_ACT] embedding of every expression and reports the mean mask IoU between
 expressions that refer to different objects, and between each expression's mask and the mask decoded with a
 zero token. Values near 1 mean the decoder ignores the language and segments from the image alone.
+
+Every probe trains through the package (``reviosa.train.probes``); this script only measures and prints.
 
     python benchmarks/prompt_probe.py ceiling --data runs/learn_synthetic/data          # ~10 min on 2 CPU cores
     python benchmarks/prompt_probe.py grounding --data runs/learn_synthetic/data        # ~10 min on 2 CPU cores
@@ -34,255 +33,66 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ATTRIBUTES = {"colour": "color", "shape": None, "size": "size"}  # probe name -> ObjectInfo attribute (None: category)
+from reviosa.data.format import InterRVOSDataset
+from reviosa.model.config import ModelConfig
+from reviosa.train.probes import ROWS, frame_iou, grounding_ceiling, train_prompted_decoder
 
 
-def _attribute(obj, name: str) -> str:
-    key = ATTRIBUTES[name]
-    return obj.category if key is None else obj.attributes[key]
-
-
-def _objects(dataset) -> list[tuple]:
-    """(video, object) pairs of a split."""
-    return [(v, o) for v in dataset.videos.values() for o in v.objects.values()]
-
-
-def _draw(dataset, pairs, rng, n: int, low: int):
-    """``n`` random (frame, visible object) samples: RGB frames, low-res GT masks and the objects."""
-    from reviosa.data.video import read_frames
-    from reviosa.model.batch import resize_masks
-
-    images, masks, objs = [], [], []
-    while len(images) < n:
-        video, obj = pairs[int(rng.integers(len(pairs)))]
-        t = int(rng.integers(video.num_frames))
-        mask = dataset.object_masks(video, obj.obj_id)[t]
-        if not mask.any():
-            continue
-        images.append(read_frames(dataset, video, [t])[0])
-        masks.append(mask)
-        objs.append(obj)
-    return np.stack(images), resize_masks(np.stack(masks), low).unsqueeze(1), objs
-
-
-def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU of two boolean mask stacks over their last two dims (1 where both are empty)."""
-    union = (a | b).sum((-1, -2)).float()
-    return torch.where(union > 0, (a & b).sum((-1, -2)).float() / union.clamp(min=1), torch.ones_like(union))
-
-
-def object_view(obj):
-    """A dataset object as the synthetic generator's ``ObjectView`` (appearance only), for its wording helpers."""
-    from reviosa.data.synthetic.expressions import ObjectView
-
-    return ObjectView(obj.obj_id, obj.category, obj.attributes["color"], obj.attributes["size"], None, frozenset())
-
-
-def _description(obj) -> str:
-    """The object's full appearance description, worded by the synthetic generator ("the large red circle")."""
-    from reviosa.data.synthetic.expressions import describe
-
-    return describe(object_view(obj), "full")
-
-
-def _oracle_prompter(used: tuple[str, ...], objects: list, dim: int):
-    """Learned embeddings of the objects' true attributes, summed: (prompt function, its parameters)."""
-    vocab = {name: sorted({_attribute(o, name) for o in objects}) for name in used}
-    tables = torch.nn.ModuleDict({name: torch.nn.Embedding(len(v), dim) for name, v in vocab.items()})
-
-    def prompt(objs, frames):
-        lang = torch.zeros(len(objs), dim)
-        for name in used:
-            lang = lang + tables[name](torch.tensor([vocab[name].index(_attribute(o, name)) for o in objs]))
-        return lang
-
-    return prompt, list(tables.parameters())
-
-
-def _llm_prompter(cfg, with_frame: bool):
-    """The tiny ReVIOSa's projected [SEG_ACT] state for the object's description: (prompt function, parameters)."""
-    from reviosa.model import mllm as mllm_ops
-    from reviosa.model.checkpoint import build_model
-    from reviosa.model.tokenizer import SEG_ACT, encode_conversation
-
-    model = build_model(cfg)
-    seg = model.token_ids[SEG_ACT]
-
-    def prompt(objs, frames):
-        rows = [encode_conversation(model.tokenizer, cfg, int(with_frame), [_description(o)],
-                                    [cfg.prompt.answer_actor])[0] for o in objs]
-        ids = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)
-        att = torch.zeros_like(ids)
-        for i, r in enumerate(rows):
-            ids[i, :len(r)] = torch.tensor(r)
-            att[i, :len(r)] = 1
-        pixels = mllm_ops.preprocess_frames(frames, cfg.mllm.vision.image_size) if with_frame else None
-        last = model.lm.model(input_ids=ids, attention_mask=att, pixel_values=pixels, use_cache=False).last_hidden_state
-        return model.projection(last[torch.arange(len(rows)), (ids == seg).int().argmax(1)])
-
-    return prompt, [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("sam.")]
-
-
-def train_prompted_decoder(cfg, train, val, prompter: str, used: tuple[str, ...], steps: int, batch_size: int,
-                           lr: float, seed: int, encoder_state: dict | None = None):
-    """A fresh tiny SAM2 decoder trained with ``oracle`` prompts of ``used`` or ``llm``/``llm+frame`` prompts.
-
-    ``encoder_state``: a SAM2 image encoder state dict to use (frozen) instead of random weights.
-    Returns ``run(frames, objects) -> low-res logits``: one object per frame, prompted the way it was trained.
-    """
-    from reviosa.model import sam as sam_ops
-    from reviosa.model.losses import mask_losses
-
-    torch.manual_seed(seed)
-    sam = sam_ops.build_sam2(cfg.sam2)
-    if encoder_state is not None:
-        sam.image_encoder.load_state_dict(encoder_state)
-    sam_ops.freeze_for_training(sam)
-    if prompter == "oracle":
-        prompt, extra = _oracle_prompter(used, [o for _, o in _objects(train) + _objects(val)], sam.hidden_dim)
-    else:
-        prompt, extra = _llm_prompter(cfg, with_frame=prompter == "llm+frame")
-    params = [p for p in sam.parameters() if p.requires_grad] + extra
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-
-    def run(frames, objs):
-        feats, _, sizes = sam_ops.frame_features(sam, sam_ops.preprocess_frames(frames, cfg.sam2.image_size))
-        return sam_ops.decode(sam, sam_ops.no_memory_features(sam, feats, sizes),
-                              sam_ops.high_res_maps(feats, sizes), prompt(objs, frames))["low_res"]
-
-    rng = np.random.default_rng(seed)
-    pairs = _objects(train)
-    w = cfg.loss
-    for _ in range(steps):
-        frames, gt, objs = _draw(train, pairs, rng, batch_size, cfg.sam2.low_res)
-        bce, dice = mask_losses(run(frames, objs), gt, w)
-        loss = w.bce_weight * bce + w.dice_weight * dice
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return run
-
-
-def ceiling_row(args, prompter: str, used: tuple[str, ...] = ()) -> float:
-    """Held-out single-frame IoU of a decoder trained with ``prompter`` prompts (see ``train_prompted_decoder``)."""
-    from reviosa.data.format import InterRVOSDataset
-    from reviosa.model.config import ModelConfig
-
-    cfg = ModelConfig.from_yaml(args.config)
-    train = InterRVOSDataset.load(args.data / "train")
-    val = InterRVOSDataset.load(args.data / "val")
-    run = train_prompted_decoder(cfg, train, val, prompter, used, args.steps, args.batch_size, args.lr, args.seed)
-    rng = np.random.default_rng(args.seed + 1)
-    pairs = _objects(val)
-    scores = []
-    with torch.no_grad():
-        for _ in range(args.eval_batches):
-            frames, gt, objs = _draw(val, pairs, rng, args.batch_size, cfg.sam2.low_res)
-            scores.append(mask_iou(run(frames, objs) > 0, gt > 0.5))
-    return float(torch.cat(scores).mean())
-
-
-def grounding_ceiling(cfg, data: Path, used: tuple[str, ...], steps: int, batch_size: int = 8, lr: float = 1e-3,
-                      seed: int = 0, max_videos: int | None = None,
-                      encoder_state: dict | None = None) -> dict[str, float]:
-    """Actor/Target/RVOS J&F of perfect grounding: every referent prompted with its true attributes ``used``.
-
-    The decoder is trained as in ``train_prompted_decoder``; each expression's actor (target) track is the union
-    of its referents' masks, decoded frame by frame, scored with the trainer's validation rules. What ReVIOSa's
-    decoder could reach if the LLM handed it exactly those attributes.
-    """
-    import torch.nn.functional as F
-
-    from reviosa.data.format import InterRVOSDataset
-    from reviosa.data.video import read_frames
-    from reviosa.train.validation import score_expression, summarize
-
-    train = InterRVOSDataset.load(data / "train")
-    val = InterRVOSDataset.load(data / "val")
-    run = train_prompted_decoder(cfg, train, val, "oracle", used, steps, batch_size, lr, seed, encoder_state)
-    rows = []
-    with torch.no_grad():
-        for video in list(val.videos.values())[:max_videos]:
-            frames = read_frames(val, video)
-            cache: dict[int, np.ndarray] = {}
-
-            def track(obj_ids) -> np.ndarray:
-                for oid in obj_ids:
-                    if oid not in cache:
-                        logits = run(frames, [video.objects[oid]] * len(frames))
-                        logits = F.interpolate(logits, size=frames.shape[1:3], mode="bilinear", align_corners=False)
-                        cache[oid] = (logits[:, 0] > 0).numpy()
-                return np.any([cache[o] for o in obj_ids], axis=0)
-
-            for exp in video.expressions.values():
-                gt_tar = val.union_masks(video, exp.target_anno_ids) if exp.has_target else None
-                rows.append(score_expression(video.name, exp, val.union_masks(video, exp.anno_ids), gt_tar,
-                                             track(exp.obj_ids), track(exp.target_obj_ids) if exp.has_target else None))
-    return summarize(rows)
+def _model_config(args) -> ModelConfig:
+    """The probed model config with the chosen SAM2 input size."""
+    size = getattr(args, "sam2_image_size", 0)
+    return ModelConfig.from_yaml(args.config, [f"sam2.image_size={size}"] if size else [])
 
 
 def ceiling(args) -> None:
     """Print the prompt table."""
-    rows = [("no prompt (image only)", "oracle", ()), ("colour", "oracle", ("colour",)),
-            ("shape", "oracle", ("shape",)), ("size", "oracle", ("size",)),
-            ("colour + shape + size", "oracle", ("colour", "shape", "size")),
-            ("LLM: description", "llm", ()), ("LLM: description + frame", "llm+frame", ())]
+    rows = [("no prompt (image only)", "oracle", "none"), ("colour", "oracle", "colour"),
+            ("shape", "oracle", "shape"), ("size", "oracle", "size"), ("colour + shape + size", "oracle", "all"),
+            ("LLM: description", "llm", "none"), ("LLM: description + frame", "llm+frame", "none")]
+    cfg = _model_config(args)
+    train, val = InterRVOSDataset.load(args.data / "train"), InterRVOSDataset.load(args.data / "val")
     print(f"Tiny SAM2 decoder with oracle attribute prompts, then with the tiny LLM's prompt: {args.steps} steps x "
           f"{args.batch_size} frames, held-out IoU on {args.eval_batches * args.batch_size} frames of "
           f"{args.data / 'val'}")
     print(f"{'prompt':<28}{'IoU':>8}{'time (s)':>10}")
-    for name, prompter, used in rows:
+    for name, prompter, row in rows:
         t0 = time.perf_counter()
-        iou = ceiling_row(args, prompter, used)
+        run = train_prompted_decoder(cfg, train, prompter, ROWS[row], args.steps, args.batch_size, args.lr, args.seed)
+        iou = frame_iou(run, cfg, val, args.eval_batches, args.batch_size, args.seed + 1)
         print(f"{name:<28}{iou:>8.3f}{time.perf_counter() - t0:>10.0f}", flush=True)
-
-
-GROUNDING_ROWS = {"none": (), "colour": ("colour",), "shape": ("shape",), "size": ("size",),
-                  "all": ("colour", "shape", "size")}
-
-
-def with_sam2_size(cfg, size: int):
-    """``cfg`` with another SAM2 input size (0 keeps it)."""
-    from reviosa.model.config import ModelConfig
-
-    if not size:
-        return cfg
-    return ModelConfig.model_validate({**cfg.model_dump(), "sam2": {**cfg.sam2.model_dump(), "image_size": size}})
 
 
 def grounding(args) -> None:
     """Print the perfect-grounding J&F table."""
-    from reviosa.model.config import ModelConfig
-
-    cfg = with_sam2_size(ModelConfig.from_yaml(args.config), args.sam2_image_size)
+    cfg = _model_config(args)
+    train, val = InterRVOSDataset.load(args.data / "train"), InterRVOSDataset.load(args.data / "val")
     print(f"Perfect grounding: tiny SAM2 decoder (input {cfg.sam2.image_size}) prompted with each referent's true "
           f"attributes, {args.steps} steps x {args.batch_size} frames, J&F on the held-out videos of {args.data}")
     print("| prompt | Actor J&F | Target J&F | RVOS J&F | actor-target overlap | time (s) |")
     print("|---|---|---|---|---|---|")
     for name in args.rows.split(","):
         t0 = time.perf_counter()
-        s = grounding_ceiling(cfg, args.data, GROUNDING_ROWS[name], args.steps, args.batch_size, args.lr, args.seed,
+        s = grounding_ceiling(cfg, train, val, ROWS[name], args.steps, args.batch_size, args.lr, args.seed,
                               args.videos)
-        print(f"| {' + '.join(GROUNDING_ROWS[name]) or 'none'} | {s['actor_JF']:.3f} | {s['target_JF']:.3f} | "
-              f"{s['rvos_JF']:.3f} | {s['role_iou']:.3f} | {time.perf_counter() - t0:.0f} |", flush=True)
+        print(f"| {name} | {s['actor_JF']:.3f} | {s['target_JF']:.3f} | {s['rvos_JF']:.3f} | {s['role_iou']:.3f} | "
+              f"{time.perf_counter() - t0:.0f} |", flush=True)
 
 
 def reads_language(args) -> None:
     """Print how much the decoded masks depend on the language token."""
-    from reviosa.data.format import InterRVOSDataset
-    from reviosa.data.video import read_frames
     from reviosa.model import mllm as mllm_ops
     from reviosa.model import sam as sam_ops
-    from reviosa.model.checkpoint import from_pretrained
     from reviosa.model.inference import key_frame_indices, seg_embeddings
+    from reviosa.model.modeling import ReviosaModel
     from reviosa.model.tokenizer import SEG_ACT, answer_text, encode_conversation
+    from reviosa.train.grounding import mask_iou
 
-    model = from_pretrained(args.model).eval()
+    model = ReviosaModel.from_pretrained(args.model).eval()
     cfg = model.config
     ds = InterRVOSDataset.load(args.data / "val")
     between, to_zero = [], []
     for video in list(ds.videos.values())[:args.videos]:
-        frames = read_frames(ds, video)
+        frames = ds.read_frames(video)
         keys = key_frame_indices(len(frames), cfg.inference.key_frames)
         pixels = mllm_ops.preprocess_frames(np.stack([frames[i] for i in keys]), cfg.mllm.vision.image_size)
         exps = list(video.expressions.values())
@@ -323,7 +133,7 @@ def main() -> None:
     g.add_argument("--data", type=Path, required=True, help="folder with train/ and val/ synthetic splits")
     g.add_argument("--config", default="tiny", help="model config whose sam2 section is probed")
     g.add_argument("--sam2-image-size", type=int, default=256, help="SAM2 input size (0: the config's)")
-    g.add_argument("--rows", default="none,colour,shape,size,all", help=f"comma list of {list(GROUNDING_ROWS)}")
+    g.add_argument("--rows", default=",".join(ROWS), help=f"comma list of {list(ROWS)}")
     g.add_argument("--steps", type=int, default=1000)
     g.add_argument("--batch-size", type=int, default=8)
     g.add_argument("--lr", type=float, default=1e-3)
@@ -337,9 +147,9 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.probe == "grounding":
-        unknown = set(args.rows.split(",")) - set(GROUNDING_ROWS)
+        unknown = set(args.rows.split(",")) - set(ROWS)
         if unknown:
-            p.error(f"unknown rows {sorted(unknown)}; choose from {list(GROUNDING_ROWS)}")
+            p.error(f"unknown rows {sorted(unknown)}; choose from {list(ROWS)}")
     {"ceiling": ceiling, "grounding": grounding, "reads-language": reads_language}[args.probe](args)
 
 

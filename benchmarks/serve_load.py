@@ -66,18 +66,18 @@ def main() -> None:
 
     import torch
 
-    from reviosa.model.checkpoint import build_model, from_pretrained
     from reviosa.model.config import ModelConfig
     from reviosa.model.inference import predict_video
-    from reviosa.storage.process import free_ports, spawn, wait_http
+    from reviosa.model.modeling import ReviosaModel
+    from reviosa.services.process import free_ports, spawn, wait_http
 
     tmp = Path(tempfile.mkdtemp(prefix="serve-load-"))
     if args.model:
         model_uri = args.model
-        net = from_pretrained(model_uri)
+        net = ReviosaModel.from_pretrained(model_uri)
     else:
         torch.manual_seed(0)
-        net = build_model(ModelConfig.from_yaml("tiny"))
+        net = ReviosaModel.from_config(ModelConfig.from_yaml("tiny"))
         model_uri = str(net.save_pretrained(tmp / "tiny"))
     frames = np.random.default_rng(0).integers(0, 255, (args.frames, h, w, 3), dtype=np.uint8)
     expression = "the red circle chases the blue square"

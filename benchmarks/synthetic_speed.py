@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from reviosa.data.synthetic import generate_split, load_config, render_video, video_seed
+from reviosa.data.synthetic import SyntheticConfig, generate_split, render_video, video_seed
 from reviosa.data.video import write_jpeg
 
 
@@ -33,7 +33,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--size", type=int, default=128)
     args = ap.parse_args()
-    cfg = load_config(None, frames=args.frames, height=args.size, width=args.size)
+    cfg = SyntheticConfig(frames=args.frames, height=args.size, width=args.size)
     n = args.videos
     print(f"{n} videos, {cfg.frames} frames of {cfg.height}x{cfg.width}, {os.cpu_count()} CPUs")
 

@@ -25,9 +25,10 @@ def plain_loop(cfg_name: str, split: Path, steps: int, batch_size: int, warmup: 
     from reviosa.data.format import InterRVOSDataset
     from reviosa.train.config import TrainConfig
     from reviosa.train.data import make_loader
-    from reviosa.train.trainer import build_model, precision
+    from reviosa.train.optim import precision
+    from reviosa.train.recipes.finetune import build_model
 
-    cfg = TrainConfig.from_yaml(cfg_name, **{"data.train": str(split)})
+    cfg = TrainConfig.from_yaml(cfg_name, [f"data.train={split}"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     prec = precision(cfg, device)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(prec)
@@ -73,10 +74,10 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--out", type=Path, default=Path("runs/train_throughput"))
     args = p.parse_args()
-    from reviosa.data.synthetic import generate_split, load_config
+    from reviosa.data.synthetic import SyntheticConfig, generate_split
 
     split = args.out / "data"
-    generate_split(split, load_config(frames=8, height=128, width=128), 16, seed=0, progress=False)
+    generate_split(split, SyntheticConfig(frames=8, height=128, width=128), 16, seed=0, progress=False)
     run = args.out / "trainer"
     sets = {"data.train": str(split), "data.val": None, "out": str(run), "steps": args.steps,
             "batch_size": args.batch_size, "checkpoint.every": 10**6, "tracking.enabled": False}

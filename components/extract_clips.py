@@ -6,8 +6,8 @@ from reviosa.pipelines.image import IMAGE
 
 
 @component(base_image=IMAGE, install_kfp_package=False)
-def extract_clips(videos: Input[Dataset], clips: Output[Dataset], bin_frames: int = 1000, clip_frames: int = 500):
-    """Every video file of ``videos`` → ``<clips>/<video>_bNNN/<frame>.jpg``."""
+def extract_clips(videos: Input[Dataset], clips: Output[Dataset], config: str = "paper", overrides: list = []):
+    """Every video file of ``videos`` → ``<clips>/<video>_bNNN/<frame>.jpg`` (ClipConfig ``config`` + overrides)."""
     from reviosa.pipelines import steps
 
-    clips.metadata.update(steps.extract_clips(videos.path, clips.path, bin_frames, clip_frames))
+    clips.metadata.update(steps.extract_clips(videos.path, clips.path, config, overrides))

@@ -6,8 +6,9 @@ from reviosa.pipelines.image import IMAGE
 
 
 @component(base_image=IMAGE, install_kfp_package=False)
-def synth_split(videos: int, split: Output[Dataset], frames: int = 8, size: int = 64, seed: int = 0, name: str = ""):
-    """Write ``videos`` synthetic videos with mask tracks, scene graphs and expressions."""
+def synth_split(videos: int, split: Output[Dataset], seed: int = 0, name: str = "", config: str = "default",
+                overrides: list = []):
+    """Write ``videos`` videos of world ``config`` + ``overrides`` with mask tracks, scene graphs and expressions."""
     from reviosa.pipelines import steps
 
-    split.metadata.update(steps.synth_split(split.path, videos, frames, size, seed, name))
+    split.metadata.update(steps.synth_split(split.path, videos, seed, name, config, overrides))

@@ -6,11 +6,15 @@ from reviosa.pipelines.image import IMAGE
 
 
 @component(base_image=IMAGE, install_kfp_package=False)
-def train(train_split: Input[Dataset], val_split: Input[Dataset], model: Output[Model], model_size: str = "tiny",
-          epochs: float = 1.0, aml: bool = True, tokens: bool = True, steps: int = 0, tracking_uri: str = "",
+def train(train_split: Input[Dataset], val_split: Input[Dataset], model: Output[Model], config: str = "tiny",
+          overrides: list = [], epochs: float = 0.0, aml: bool = True, tokens: bool = True, tracking_uri: str = "",
           work_dir: str = ""):
-    """Checkpoints go to ``work_dir`` (default: next to the output), so a retried attempt there resumes."""
-    from reviosa.pipelines import steps as s
+    """Train config ``config`` (a shipped name or path) with ``overrides``, then the pipeline's UI switches.
 
-    model.metadata.update(s.train(train_split.path, val_split.path, model.path, work_dir or model.path + ".work",
-                                  model_size, epochs, aml, tokens, steps, tracking_uri))
+    Checkpoints go to ``work_dir`` (default: next to the output), so a retried attempt there resumes.
+    """
+    from reviosa.pipelines import steps
+
+    switches = steps.train_switches(epochs, aml, tokens, tracking_uri)
+    model.metadata.update(steps.train(train_split.path, val_split.path, model.path, work_dir or model.path + ".work",
+                                      config, list(overrides) + switches))

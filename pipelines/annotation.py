@@ -9,14 +9,15 @@ from components.snapshot import snapshot
 from reviosa.pipelines.resources import cpu, flaky, s3_env
 
 
-def annotate_steps(raw_split: str, backend: str, base_url: str, llm_model: str):
+def annotate_steps(raw_split: str, backend: str, base_url: str, llm_model: str, overrides):
     """The annotation steps, shared with the end-to-end pipeline; returns the annotate task."""
     fetched = flaky(s3_env(cpu(fetch_split(source=raw_split), "1", "4Gi")))
     # A raw s3:// prefix can change under the same name (unlike a DVC tag): always read it again.
     fetched.set_caching_options(False).set_display_name("fetch raw split")
     tracks = cpu(mask_tracks(split=fetched.outputs["split"]), "1", "4Gi")
     tracks.set_display_name("mask tracks")
-    labelled = annotate(split=fetched.outputs["split"], backend=backend, base_url=base_url, model=llm_model)
+    labelled = annotate(split=fetched.outputs["split"], backend=backend, base_url=base_url, model=llm_model,
+                        overrides=overrides)
     # An LLM answers differently from one run to the next and the endpoint may change behind one URL:
     # never reuse a cached annotation. Endpoint hiccups are retried.
     flaky(s3_env(cpu(labelled, "2", "8Gi"))).set_caching_options(False).after(tracks)
@@ -28,9 +29,9 @@ def annotate_steps(raw_split: str, backend: str, base_url: str, llm_model: str):
               description="Raw split (s3:// prefix or folder) → validated mask tracks → role-aware expressions → "
                           "a DVC-versioned dataset in S3.")
 def annotation_pipeline(raw_split: str, data_repo: str = "", split_name: str = "train", backend: str = "offline",
-                        base_url: str = "", llm_model: str = "",
+                        base_url: str = "", llm_model: str = "", annotate_overrides: list = [],
                         message: str = "annotation pipeline: new split") -> str:
-    labelled = annotate_steps(raw_split, backend, base_url, llm_model)
+    labelled = annotate_steps(raw_split, backend, base_url, llm_model, annotate_overrides)
     snap = snapshot(split=labelled.outputs["annotated"], repo=data_repo, name=split_name, message=message)
     # A snapshot pushes to S3 and tags git: a cached one would report a version without creating it.
     flaky(s3_env(cpu(snap, "1", "4Gi"))).set_caching_options(False)

@@ -17,25 +17,27 @@ from reviosa.pipelines.resources import cpu, flaky, gpu, s3_env
               description="Raw splits → annotated, DVC-versioned dataset → ReVIOSa trained on the GPU pool → "
                           "InterRVOS scores → MLflow registry (candidate) → KServe InferenceService.")
 def end_to_end_pipeline(raw_train: str, raw_val: str, data_repo: str, model_size: str = "1b", epochs: float = 1.0,
-                        aml: bool = True, tokens: bool = True, steps: int = 0,
+                        aml: bool = True, tokens: bool = True, train_overrides: list = [],
                         tracking_uri: str = "http://mlflow.reviosa.svc.cluster.local:5000",
                         backend: str = "offline", base_url: str = "", llm_model: str = "",
+                        annotate_overrides: list = [],
                         model_name: str = "reviosa", namespace: str = "reviosa", deploy_model: bool = True,
                         max_eval_videos: int = 0):
     recorder = cpu(record_failure(), "0.25", "512Mi")
     recorder.set_display_name("record final status")
     with dsl.ExitHandler(recorder, name="reviosa-run"):
-        labelled_train = annotate_steps(raw_train, backend, base_url, llm_model)
-        labelled_val = annotate_steps(raw_val, backend, base_url, llm_model)
+        labelled_train = annotate_steps(raw_train, backend, base_url, llm_model, annotate_overrides)
+        labelled_val = annotate_steps(raw_val, backend, base_url, llm_model, annotate_overrides)
         snap_train = snapshot(split=labelled_train.outputs["annotated"], repo=data_repo, name="train",
                               message="end-to-end pipeline: annotated train split")
         snap_val = snapshot(split=labelled_val.outputs["annotated"], repo=data_repo, name="val",
                             message="end-to-end pipeline: annotated val split").after(snap_train)
         for snap in (snap_train, snap_val):
             flaky(s3_env(cpu(snap, "1", "4Gi"))).set_caching_options(False)
-        snap_val.set_display_name("dataset snapshot (DVC)")
+        snap_train.set_display_name("dataset snapshot (DVC): train")
+        snap_val.set_display_name("dataset snapshot (DVC): val")
         job = train(train_split=labelled_train.outputs["annotated"], val_split=labelled_val.outputs["annotated"],
-                    model_size=model_size, epochs=epochs, aml=aml, tokens=tokens, steps=steps,
+                    config=model_size, overrides=train_overrides, epochs=epochs, aml=aml, tokens=tokens,
                     tracking_uri=tracking_uri).after(snap_val)
         s3_env(gpu(job, 1, "8", "64Gi"))
         job.set_display_name("train ReVIOSa")

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.llm_stub import stub_server
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from reviosa.annotate.config import AnnotateConfig
-from reviosa.annotate.local_servers import stub_server
 from reviosa.annotate.pipeline import REPORT_FILE, record_path, run_annotation
 from reviosa.annotate.review import export_review, import_review
 from reviosa.annotate.schemas import Interactions, MotionGroups, ObjectDescription, response_schema
@@ -249,7 +249,7 @@ def test_concurrency_is_bounded_and_a_rerun_costs_nothing(world: Path, tmp_path:
 
 
 def test_unreachable_server_is_a_recorded_failure_and_the_video_is_redone(world: Path, tmp_path: Path) -> None:
-    from reviosa.storage.process import free_ports
+    from reviosa.services.process import free_ports
 
     dead = f"http://127.0.0.1:{free_ports(1)[0]}/v1"
     report = run_annotation(world, tmp_path / "out", http_cfg(dead, http_retries=1), progress=False)
@@ -331,15 +331,40 @@ def test_synthetic_split_annotated_by_the_cli_loads_with_scene_graph_roles(tmp_p
         assert pairs[0] <= pairs[1], name
 
 
-def test_shipped_config_loads_and_bad_configs_name_the_field(tmp_path: Path) -> None:
-    import reviosa.annotate
-    from reviosa.annotate.config import AnnotateConfigError
+def test_every_shipped_config_loads_and_bad_configs_name_the_field(tmp_path: Path) -> None:
+    from reviosa.config import ConfigError
 
-    shipped = Path(reviosa.annotate.__file__).with_name("default.yaml")
-    assert AnnotateConfig.from_yaml(shipped) == AnnotateConfig()
-    assert AnnotateConfig.from_yaml(shipped, concurrency=32).concurrency == 32
+    assert "default" in AnnotateConfig.shipped()
+    for name in AnnotateConfig.shipped():
+        cfg = AnnotateConfig.from_yaml(name)
+        (tmp_path / f"{name}.yaml").write_text(cfg.to_yaml())
+        assert AnnotateConfig.from_yaml(tmp_path / f"{name}.yaml") == cfg
+    assert AnnotateConfig.from_yaml("default") == AnnotateConfig()
+    over = AnnotateConfig.from_yaml("default", ["concurrency=32", "mask_tracks.device=cuda:1"])
+    assert (over.concurrency, over.mask_tracks.device) == (32, "cuda:1")
     bad = tmp_path / "bad.yaml"
     bad.write_text("backend: gpt\nconcurrency: 0\n")
-    with pytest.raises(AnnotateConfigError, match="backend") as err:
+    with pytest.raises(ConfigError, match=f"{bad}.*backend") as err:
         AnnotateConfig.from_yaml(bad)
     assert "concurrency" in str(err.value)
+    bad.write_text("tracking:\n  device: cuda\n")  # the stage-0 section is called mask_tracks
+    with pytest.raises(ConfigError, match="tracking"):
+        AnnotateConfig.from_yaml(bad)
+
+
+def test_cli_flags_are_shorthand_for_set(tmp_path: Path) -> None:
+    from reviosa.cli import app
+    from reviosa.cli.annotate import _annotate_config, _mask_track_flags
+
+    flags = {"backend": "openai", "stage_backend": {1: "offline", 3: "offline"}, "concurrency": None,
+             **_mask_track_flags(tmp_path / "p.json", None, "large", "cuda")}
+    cfg = _annotate_config("default", ["concurrency=3"], flags)
+    assert cfg == AnnotateConfig.from_yaml("default", [
+        "backend=openai", "stage_backend={1: offline, 3: offline}", f"mask_tracks.prompts={tmp_path / 'p.json'}",
+        "mask_tracks.sam2_config=large", "mask_tracks.device=cuda", "concurrency=3"])
+    # tiny SAM2 without a checkpoint: random weights, allowed explicitly (with a warning on stderr)
+    tiny = _annotate_config("default", ["mask_tracks.sam2_config=tiny"], {})
+    assert tiny.mask_tracks.allow_random_weights
+    res = CliRunner().invoke(app, ["annotate", "run", str(tmp_path), "--out", str(tmp_path / "o"),
+                                   "--set", "concurrency=0"])
+    assert res.exit_code == 2 and "concurrency" in res.output

@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+from fixtures.llm_stub import stub_server
 from test_annotate import make_world
 
 from reviosa.annotate.cache import AnswerCache
-from reviosa.annotate.local_servers import stub_server
 from reviosa.annotate.pipeline import RECORDS_DIR
 
 CLI = [sys.executable, "-c", "from reviosa.cli import main; main()"]

@@ -27,7 +27,7 @@ def test_plan_is_configurable() -> None:
     cfg = ClipConfig(bin_frames=10, clip_frames=4, bins="all", min_clip_frames=3)
     assert plan_clips(25, cfg) == [Clip(0, 0, 4), Clip(1, 10, 14), Clip(2, 20, 24)]  # 5-frame tail: 4 kept
     assert plan_clips(22, cfg) == [Clip(0, 0, 4), Clip(1, 10, 14)]  # tail of 2 frames dropped
-    with pytest.raises(ValueError, match="clip_frames"):
+    with pytest.raises(ValueError, match="clip_frames"):  # pydantic's ValidationError is a ValueError
         ClipConfig(bin_frames=10, clip_frames=11)
     with pytest.raises(ValueError, match="bins"):
         ClipConfig(bins="middle")

@@ -168,7 +168,7 @@ def test_save_is_atomic(split: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_video_file_source_is_decoded_with_pyav(tmp_path: Path) -> None:
     """A split whose video is a file (not a JPEG folder) validates and reads back its frames."""
-    from reviosa.data.video import read_frames, write_video
+    from reviosa.data.video import write_video
 
     root = tmp_path / "vf"
     frames = np.zeros((5, H, W, 3), np.uint8)
@@ -182,7 +182,7 @@ def test_video_file_source_is_decoded_with_pyav(tmp_path: Path) -> None:
     v.expressions = {"0": Expression("0", "the box", [0], [1])}
     InterRVOSDataset(root, {"clip": v}, {1: encode_track(track)}).save()
     ds = InterRVOSDataset.load(root)
-    got = read_frames(ds, ds.videos["clip"], [0, 3, 4])
+    got = ds.read_frames(ds.videos["clip"], [0, 3, 4])
     assert got.shape == (3, H, W, 3)
     assert [abs(int(f[..., 1].mean()) - 40 * i) <= 6 for f, i in zip(got, (0, 3, 4))] == [True] * 3
     (root / "videos" / "clip.mp4").unlink()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import re
 import subprocess
@@ -39,7 +41,7 @@ def test_demo_runs_the_end_to_end_pipeline_and_serves_the_registered_model(tmp_p
         assert all(0.0 <= v <= 1.0 for v in res["metrics"].values())
         assert client.get_run(mv.run_id).data.tags["reviosa.data_version"] == "data-v2"
     finally:
-        from reviosa.storage import stack
+        from reviosa.services import stack
 
         stack.down(out / "stack")
     # The printed table: the trained model's registered scores beside the baselines on the same split.
@@ -64,3 +66,64 @@ def test_demo_runs_the_end_to_end_pipeline_and_serves_the_registered_model(tmp_p
     with pytest.raises((urllib.error.URLError, OSError)):
         urllib.request.urlopen(res["served"]["url"] + "/v2/health/ready", timeout=2)  # stopped afterwards
     assert "MLflow: http://127.0.0.1:" in proc.stdout and res["seconds"]["total"] > 0
+    # What a person reads: one line per stage, the table and where to look; all the chatter is in the log.
+    console = proc.stdout.splitlines()
+    assert len(console) + len(proc.stderr.splitlines()) < 60, proc.stdout + proc.stderr
+    found = [m.groups() for m in map(re.compile(r"\[ ?(\d+)/(\d+)\] (.+?) \.{3,} +\d+\.\d s$").match, console) if m]
+    assert [int(n) for n, _, _ in found] == list(range(1, len(found) + 1))
+    assert {int(total) for _, total, _ in found} == {len(found)}  # the count announced was the count run
+    labels = [label for *_, label in found]
+    assert labels[:2] == ["start S3 + MLflow", "synthesize videos (6 train, 2 val)"]
+    assert labels[-2:] == ["serve the model (KServe), query it", "score the baselines"]
+    assert {"pipeline: fetch raw split [raw_train]", "pipeline: fetch raw split [raw_val]", "pipeline: train ReVIOSa",
+            "pipeline: predict", "pipeline: register (MLflow, candidate)",
+            "pipeline: record final status"} <= set(labels)
+    log = out.resolve() / "demo.log"
+    assert console[0].endswith(f"everything else goes to {log}") and f"full log: {log}" in console
+    chatter = log.read_text()
+    for line in ("[KFP Executor", "Executing task", "step 6/6 loss", "Task 'register' outputs:"):
+        assert line in re.sub(r"\x1b\[[0-9;]*m", "", chatter) and line not in proc.stdout + proc.stderr
+
+
+def test_pipeline_tasks_get_one_readable_label_each():
+    from reviosa.pipelines.local import pipeline_tasks
+
+    tasks = {t.name: t for t in pipeline_tasks("end-to-end")}
+    assert tasks["train"].label == "train ReVIOSa" and not tasks["train"].conditional
+    assert tasks["deploy"].conditional  # only with deploy_model=True
+    # The same step on both splits is told apart by the pipeline input it reads.
+    assert (tasks["fetch-split"].label, tasks["fetch-split-2"].label) == (
+        "fetch raw split [raw_train]", "fetch raw split [raw_val]")
+    assert len({t.label for t in tasks.values()}) == len(tasks)
+
+
+def test_kfp_local_task_records_become_stage_lines():
+    from reviosa.pipelines.console import Stages
+    from reviosa.pipelines.demo import _PipelineStages
+    from reviosa.pipelines.local import LocalTask, task_events
+
+    def name(task):
+        return f"\x1b[96m'{task}'\x1b[0m"  # as kfp.local colours it
+
+    out = io.StringIO()
+    stages = Stages(total=4, stream=out)
+    tasks = [LocalTask("fetch-split", "fetch raw split [raw_train]", False), LocalTask("train", "train ReVIOSa", False)]
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.INFO)  # kfp.local sets INFO around each task
+    try:
+        with task_events(_PipelineStages(stages, tasks)):
+            # train fails once and is retried; predict fails for good, then the exit handler runs.
+            for task, status in [("fetch-split", "SUCCESS"), ("train", "FAILURE"), ("train", "SUCCESS"),
+                                 ("predict", "FAILURE"), ("record-failure", "SUCCESS")]:
+                logging.info(f"Executing task {name(task)}")
+                logging.info(f"Task {name(task)} outputs:\n    x: 1")
+                logging.info(f"Task {name(task)} finished with status \x1b[92m{status}\x1b[0m")
+        logging.info(f"Executing task {name('after')}")  # no longer listened to
+    finally:
+        root.setLevel(level)
+    lines = out.getvalue().splitlines()
+    assert [line.split(" .")[0] for line in lines] == [
+        "[1/4] pipeline: fetch raw split [raw_train]", "[2/4] pipeline: train ReVIOSa", "[3/4] pipeline: predict",
+        "[4/4] pipeline: record-failure"]
+    assert ["FAILED" in line for line in lines] == [False, False, True, False]

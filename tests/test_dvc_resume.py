@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from reviosa.services.seaweed import start_seaweed, stop_seaweed
 from reviosa.storage.config import S3Credentials, StorageConfig
 from reviosa.storage.dataversions import DataRepo, get_version
-from reviosa.storage.seaweed import start_seaweed, stop_seaweed
 
 N_FILES, FILE_BYTES = 48, 1 << 20  # 48 MiB: the push is still running when the kill lands
 

@@ -15,8 +15,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from reviosa.cli import app
+from reviosa.config import ConfigError
 from reviosa.data.format import InterRVOSDataset
-from reviosa.evaluate.config import EvalConfig, EvalConfigError
+from reviosa.evaluate.config import EvalConfig
 from reviosa.evaluate.predictions import PredictionError, read_track, role_dir, write_track
 from reviosa.evaluate.protocol import EvaluationResult, evaluate_split
 from reviosa.evaluate.reference import reference_f, reference_j
@@ -224,13 +225,13 @@ def test_outputs_written(tmp_path: Path):
 def test_config_from_yaml(tmp_path: Path):
     path = tmp_path / "eval.yaml"
     path.write_text("bound_th: 2\nworkers: 3\n")
-    cfg = EvalConfig.from_yaml(path, workers=1, progress=None)
+    cfg = EvalConfig.from_yaml(path, ["workers=1"])
     assert (cfg.bound_th, cfg.workers, cfg.progress) == (2, 1, True)
     path.write_text("bound_th: 2.5\n")
-    with pytest.raises(EvalConfigError, match="bound_th"):
+    with pytest.raises(ConfigError, match="bound_th"):
         EvalConfig.from_yaml(path)
     path.write_text("bogus: 1\n")
-    with pytest.raises(EvalConfigError, match="bogus"):
+    with pytest.raises(ConfigError, match="bogus"):
         EvalConfig.from_yaml(path)
 
 

@@ -15,15 +15,16 @@ import learn_synthetic as ls  # noqa: E402
 from reviosa.data.format import InterRVOSDataset  # noqa: E402
 from reviosa.model import checkpoint  # noqa: E402
 from reviosa.model.config import ModelConfig  # noqa: E402
+from reviosa.model.modeling import ReviosaModel  # noqa: E402
 from reviosa.train.validation import summarize  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory) -> Path:
-    from reviosa.data.synthetic import generate_splits, load_config
+    from reviosa.data.synthetic import SyntheticConfig, generate_splits
 
     root = tmp_path_factory.mktemp("learn") / "data"
-    generate_splits(root, load_config(frames=6, height=48, width=48), {"val": 3}, seed=1, workers=1)
+    generate_splits(root, SyntheticConfig(frames=6, height=48, width=48), {"val": 3}, seed=1, workers=1)
     return root
 
 
@@ -63,7 +64,7 @@ def test_by_kind_summaries_are_the_protocol_on_each_group(synthetic):
 def test_scores_are_kept_beside_the_checkpoint_and_redone_when_the_weights_change(synthetic, tmp_path,
                                                                                  monkeypatch):
     torch.manual_seed(0)
-    model = checkpoint.build_model(ModelConfig.from_yaml("tiny"))
+    model = ReviosaModel.from_config(ModelConfig.from_yaml("tiny"))
     path = checkpoint.save_pretrained(model, tmp_path / "final")
     splits = {"val": synthetic / "val"}
     first = ls.score_variant(path, splits, max_videos=1, generated=False)
@@ -71,8 +72,8 @@ def test_scores_are_kept_beside_the_checkpoint_and_redone_when_the_weights_chang
     assert set(first) == {"forced", "forced_kinds"}
 
     loads = []
-    real = checkpoint.from_pretrained
-    monkeypatch.setattr(checkpoint, "from_pretrained", lambda p: loads.append(p) or real(p))
+    real = ReviosaModel.from_pretrained
+    monkeypatch.setattr(ReviosaModel, "from_pretrained", lambda p: loads.append(p) or real(p))
     assert ls.score_variant(path, splits, max_videos=1, generated=False) == first
     assert loads == []  # same weights, same question: read back, not scored again
 

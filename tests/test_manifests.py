@@ -441,29 +441,83 @@ def test_services_select_their_pods_and_ports(rendered, overlay):
             assert p["targetPort"] in ports, (svc["metadata"]["name"], p)
 
 
+def cluster_storage(objs: list[dict]):
+    """The ConfigMap ``reviosa-storage``'s data and the StorageConfig its ``storage.yaml`` holds."""
+    from reviosa.storage.config import StorageConfig
+
+    cm = one(objs, "ConfigMap", "reviosa-storage")["data"]
+    return cm, StorageConfig.from_dict(yaml.safe_load(cm["storage.yaml"]), source="ConfigMap reviosa-storage")
+
+
+def env_values(container: dict) -> dict[str, str | None]:
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_storage_config_points_at_the_in_cluster_services(rendered, overlay):
-    from reviosa.storage.config import load_storage_config
+    from reviosa.pipelines.resources import STORAGE_CONFIG_DIR
 
     objs = rendered[overlay]
-    cm = one(objs, "ConfigMap", "reviosa-storage")["data"]
-    cfg = load_storage_config(env=cm)  # the package's own parser accepts exactly what the pods get
+    cm, cfg = cluster_storage(objs)
+    # One copy of the settings: the StorageConfig file (and where KFP steps find it) and the MLflow URL, no
+    # per-client endpoint variables.
+    assert set(cm) == {"storage.yaml", "REVIOSA_STORAGE_CONFIG", "MLFLOW_TRACKING_URI"}
+    assert cm["REVIOSA_STORAGE_CONFIG"] == f"{STORAGE_CONFIG_DIR}/storage.yaml"
     minio_host, minio_port = service_address(objs, "minio", "s3")
     assert (urlparse(cfg.endpoint).hostname, urlparse(cfg.endpoint).port) == (minio_host, minio_port)
-    assert cm["MLFLOW_S3_ENDPOINT_URL"] == cm["AWS_ENDPOINT_URL"] == cfg.endpoint
     mlflow_host, mlflow_port = service_address(objs, "mlflow", "http")
     assert cm["MLFLOW_TRACKING_URI"] == f"http://{mlflow_host}:{mlflow_port}"
 
-    args = one(objs, "Deployment", "mlflow")["spec"]["template"]["spec"]["containers"][0]["args"]
-    flags = dict(a[2:].split("=", 1) for a in args)
+    server = one(objs, "Deployment", "mlflow")["spec"]["template"]["spec"]["containers"][0]
+    flags = dict(a[2:].split("=", 1) for a in server["args"])
     assert flags["artifacts-destination"] == cfg.mlflow_artifacts_url
+    # `mlflow server` cannot read storage.yaml; its boto variables must say the same as the config.
+    env = env_values(server)
+    assert env["MLFLOW_S3_ENDPOINT_URL"] == cfg.endpoint and env["AWS_DEFAULT_REGION"] == cfg.region
+    assert {k: env[k] for k in ("AWS_REQUEST_CHECKSUM_CALCULATION", "AWS_RESPONSE_CHECKSUM_VALIDATION")} == \
+        {k: v for k, v in cfg.client_env(env={"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}).items()
+         if k.endswith("_CHECKSUM_CALCULATION") or k.endswith("_CHECKSUM_VALIDATION")}
     backend = urlparse(flags["backend-store-uri"])
     pg_host, pg_port = service_address(objs, "postgres", "postgres")
     assert backend.scheme.startswith("postgresql") and (backend.hostname, backend.port) == (pg_host, pg_port)
 
     pred = one(objs, "InferenceService", "reviosa")["spec"]["predictor"]
-    env = {e["name"]: e.get("value") for e in pred["containers"][0]["env"]}
-    assert env["STORAGE_URI"].startswith(f"s3://{cfg.bucket}/")
+    assert env_values(pred["containers"][0])["STORAGE_URI"].startswith(f"s3://{cfg.bucket}/")
+    if overlay == "local":  # KServe's storage initializer reads the same store from the secret's annotations
+        notes = one(objs, "Secret", "reviosa-s3")["metadata"]["annotations"]
+        assert notes["serving.kserve.io/s3-endpoint"] == cfg.host
+        assert notes["serving.kserve.io/s3-usehttps"] == str(int(cfg.secure))
+        assert notes["serving.kserve.io/s3-region"] == cfg.region
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_reviosa_containers_read_the_mounted_storage_config(rendered, overlay, tmp_path, monkeypatch):
+    from reviosa.pipelines.resources import STORAGE_CONFIG_DIR
+    from reviosa.storage.config import CONFIG_ENV, load_storage_config
+
+    objs = rendered[overlay]
+    cm, cfg = cluster_storage(objs)
+    readers = set()
+    for workload, spec, _ in pod_specs(objs):
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for c in containers(spec):
+            # envFrom would turn the key storage.yaml into an environment variable; the file is mounted instead.
+            assert not any(src.get("configMapRef", {}).get("name") == "reviosa-storage"
+                           for src in c.get("envFrom", [])), (workload, c["name"])
+            path = env_values(c).get(CONFIG_ENV)
+            if path is None:
+                continue
+            readers.add((workload, c["name"]))
+            assert path == f"{STORAGE_CONFIG_DIR}/storage.yaml", (workload, c["name"])
+            mount = next(m for m in c["volumeMounts"] if m["mountPath"] == STORAGE_CONFIG_DIR)
+            source = volumes[mount["name"]]["configMap"]
+            assert source["name"] == "reviosa-storage" and {"key": "storage.yaml", "path": "storage.yaml"} in \
+                source["items"], (workload, c["name"])
+    assert readers == {("Deployment/mlflow", "ensure-bucket"), ("InferenceService/reviosa", "kserve-container")}
+    # What those containers read is what the package loads from that file.
+    (tmp_path / "storage.yaml").write_text(cm["storage.yaml"])
+    monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "storage.yaml"))
+    assert load_storage_config() == cfg
 
 
 def test_mlflow_allowed_hosts_admit_in_cluster_names_only(rendered):
@@ -525,14 +579,12 @@ def test_predictor_is_wired_for_kserve(rendered, overlay):
     import typer
 
     from reviosa.cli import app
-    from reviosa.serve.config import ServeConfig
+    from reviosa.cli.serve import serve_config
 
     assert container["command"] == ["reviosa"] and container["args"][0] == "serve"
     serve_cmd = typer.main.get_command(app).commands["serve"]
     params = serve_cmd.make_context("serve", list(container["args"][1:])).params
-    cfg = ServeConfig.from_yaml(params["config"], model_uri=params["model"], http_port=params["port"],
-                                host=params["host"], model_name=params["name"],
-                                allowed_url_prefixes=params["allow_url"] or None, device=params["device"])
+    cfg = serve_config(**params)
     with pytest.raises(Exception, match="No such option"):  # a stale flag in the manifest fails the same way
         serve_cmd.make_context("serve", ["--model-dir", "/mnt/models"])
     assert cfg.model_uri == "/mnt/models" and cfg.host == "0.0.0.0"

@@ -11,13 +11,16 @@ import torch
 from typer.testing import CliRunner
 
 from reviosa.cli import app
+from reviosa.config import ConfigError
 from reviosa.data.format import InterRVOSDataset
 from reviosa.evaluate.predictions import read_mask_png
 from reviosa.model.batch import build_sample, collate, random_training_sample, sample_from_dataset
-from reviosa.model.checkpoint import CheckpointError, build_model, from_pretrained, save_pretrained
-from reviosa.model.config import ModelConfig, ModelConfigError
+from reviosa.model.checkpoint import save_pretrained
+from reviosa.model.config import ModelConfig
+from reviosa.model.errors import CheckpointError
 from reviosa.model.inference import key_frame_indices, predict_video
 from reviosa.model.losses import attention_bce, patch_masks
+from reviosa.model.modeling import ReviosaModel
 from reviosa.model.tokenizer import IM_END, IMG_CONTEXT, SEG_ACT, SEG_TAR, answer_text, build_tiny_tokenizer
 from tests._splits import make_split
 
@@ -33,7 +36,7 @@ def cfg() -> ModelConfig:
 @pytest.fixture(scope="module")
 def model(cfg):
     torch.manual_seed(0)
-    return build_model(cfg)
+    return ReviosaModel.from_config(cfg)
 
 
 def _sample(cfg, tok, rng, has_target, n_frames=4, h=48, w=64):
@@ -186,7 +189,7 @@ def test_attention_bce_and_patch_masks_on_a_hand_case():
 
 def test_save_then_load_gives_identical_outputs(cfg, model, tmp_path):
     torch.manual_seed(1)
-    trained = build_model(cfg)
+    trained = ReviosaModel.from_config(cfg)
     opt = torch.optim.SGD([p for p in trained.parameters() if p.requires_grad], lr=0.5)
     trained(_batch(cfg, trained)).loss.backward()
     opt.step()
@@ -194,7 +197,7 @@ def test_save_then_load_gives_identical_outputs(cfg, model, tmp_path):
     assert {p.name for p in (tmp_path / "ckpt").iterdir()} == {"config.yaml", "reviosa.safetensors",
                                                                "base.safetensors", "tokenizer"}
     torch.manual_seed(99)  # a different random init must be fully overwritten by the checkpoint
-    loaded = from_pretrained(tmp_path / "ckpt")
+    loaded = ReviosaModel.from_pretrained(tmp_path / "ckpt")
     batch = _batch(cfg, trained, seed=5)
     trained.eval()
     loaded.eval()
@@ -211,18 +214,21 @@ def test_save_then_load_gives_identical_outputs(cfg, model, tmp_path):
 
 def test_loading_a_folder_that_is_not_a_checkpoint_fails_clearly(tmp_path):
     with pytest.raises(CheckpointError, match="not a ReVIOSa checkpoint"):
-        from_pretrained(tmp_path)
+        ReviosaModel.from_pretrained(tmp_path)
     with pytest.raises(CheckpointError, match="no such file"):
-        from_pretrained(tmp_path / "missing")
+        ReviosaModel.from_pretrained(tmp_path / "missing")
 
 
 def test_from_pretrained_reads_an_s3_uri(cfg, model, tmp_path, s3_storage, monkeypatch):
     save_pretrained(model, tmp_path / "ckpt")
     fs = s3_storage.s3fs()
     fs.put(str(tmp_path / "ckpt"), f"{s3_storage.bucket}/models/tiny", recursive=True)
-    for key, value in s3_storage.client_env(env={}).items():
-        monkeypatch.setenv(key, value)
-    loaded = from_pretrained(f"s3://{s3_storage.bucket}/models/tiny", cache_dir=tmp_path / "cache")
+    # read through the storage config alone: endpoint and key file from its YAML, no AWS_* variables
+    (tmp_path / "storage.yaml").write_text(s3_storage.to_yaml())
+    monkeypatch.setenv("REVIOSA_STORAGE_CONFIG", str(tmp_path / "storage.yaml"))
+    for key in s3_storage.client_env(env={}):
+        monkeypatch.delenv(key, raising=False)
+    loaded = ReviosaModel.from_pretrained(f"s3://{s3_storage.bucket}/models/tiny", cache_dir=tmp_path / "cache")
     for (n, p), (_, q) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(p, q), n
 
@@ -230,7 +236,7 @@ def test_from_pretrained_reads_an_s3_uri(cfg, model, tmp_path, s3_storage, monke
 @contextmanager
 def sam2_memory(model, cfg: ModelConfig, memory: bool):
     """The shared module-scoped model with ``inference.memory`` switched for the block."""
-    model.config = cfg.model_copy(update={"inference": cfg.inference.model_copy(update={"memory": memory})})
+    model.config = cfg.with_overrides([f"inference.memory={str(memory).lower()}"])
     try:
         yield model
     finally:
@@ -304,9 +310,9 @@ def test_generated_interaction_answer_fits_and_yields_a_target_track(cfg, model)
         pred = predict_video(model, frames, INTERACTION)
     assert SEG_TAR in pred.text and pred.text.endswith(".")
     assert pred.target is not None and pred.target.shape == (3, 30, 44)
-    short = cfg.model_copy(update={"inference": cfg.inference.model_copy(update={"max_new_tokens": len(want) - 1})})
+    short = cfg.with_overrides([f"inference.max_new_tokens={len(want) - 1}"])
     with pytest.raises(ValueError, match="max_new_tokens.*SEG_TAR"):
-        build_model(short)
+        ReviosaModel.from_config(short)
 
 
 def test_predict_video_without_memory_prompts_every_frame_alone(cfg, model):
@@ -352,12 +358,12 @@ def test_dataset_samples_follow_the_ground_truth(cfg, model, tmp_path):
 
 
 def test_config_errors_name_the_problem(tmp_path):
-    with pytest.raises(ModelConfigError, match="aml_heads"):
-        ModelConfig.from_yaml("tiny", loss={"aml_heads": [[9, 0]]})
-    with pytest.raises(ModelConfigError, match="no such model config"):
+    with pytest.raises(ConfigError, match="aml_heads"):
+        ModelConfig.from_yaml("tiny", ["loss.aml_heads=[[9, 0]]"])
+    with pytest.raises(ConfigError, match="no such ModelConfig"):
         ModelConfig.from_yaml(tmp_path / "nope.yaml")
-    with pytest.raises(ModelConfigError, match="train_lm_head needs"):
-        ModelConfig.from_yaml("1b", lora={"train_lm_head": True}, mllm={"text": {"tie_word_embeddings": True}})
+    with pytest.raises(ConfigError, match="train_lm_head needs"):
+        ModelConfig.from_yaml("1b", ["lora.train_lm_head=true", "mllm.text.tie_word_embeddings=true"])
     big = ModelConfig.from_yaml("1b")
     assert big.mllm.tokens_per_frame == 256 and big.sam2.low_res == 256
 
@@ -365,7 +371,7 @@ def test_config_errors_name_the_problem(tmp_path):
 def test_random_init_scale_follows_the_config(cfg):
     def q_std(config):
         torch.manual_seed(0)
-        m = build_model(config)
+        m = ReviosaModel.from_config(config)
         return float(m.language_model.layers[0].self_attn.q_proj.base_layer.weight.std())
 
     assert cfg.mllm.text.initializer_range == 0.125
@@ -449,15 +455,13 @@ def test_real_format_internvl_folder_loads_and_untied_heads_train(cfg, tmp_path)
     from reviosa.model.mllm import build_mllm
 
     # As for a real checkpoint: an untied lm_head of which only the new token rows train.
-    untied = cfg.model_copy(update={"mllm": cfg.mllm.model_copy(
-        update={"text": cfg.mllm.text.model_copy(update={"tie_word_embeddings": False})}),
-        "lora": cfg.lora.model_copy(update={"train_lm_head": False})})
+    untied = cfg.with_overrides(["mllm.text.tie_word_embeddings=false", "lora.train_lm_head=false"])
     torch.manual_seed(4)
     hf, tok = build_mllm(untied)
     hf.save_pretrained(tmp_path / "internvl")       # transformers-native folder: config.json + safetensors
     tok.save_pretrained(tmp_path / "internvl")
-    real = untied.model_copy(update={"mllm": untied.mllm.model_copy(update={"pretrained": str(tmp_path / "internvl")})})
-    model = build_model(real)
+    real = untied.with_overrides([f"mllm.pretrained={tmp_path / 'internvl'}"])
+    model = ReviosaModel.from_config(real)
     ref = hf.state_dict()
     compared = 0
     for name, value in model.lm.state_dict().items():

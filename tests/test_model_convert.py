@@ -15,10 +15,11 @@ from typer.testing import CliRunner
 
 from reviosa.cli import app
 from reviosa.model.batch import build_sample, collate
-from reviosa.model.checkpoint import build_model, from_pretrained, save_pretrained
+from reviosa.model.checkpoint import save_pretrained
 from reviosa.model.config import ModelConfig
 from reviosa.model.convert import ConversionError, convert_internvl_checkpoint, ensure_hf_internvl, source_fingerprint
 from reviosa.model.mllm import build_mllm, internvl_config
+from reviosa.model.modeling import ReviosaModel
 from reviosa.model.tokenizer import IMG_CONTEXT, IMG_END, IMG_START, build_tiny_tokenizer
 
 INTERACTION = "the red circle chases the blue square"
@@ -177,10 +178,10 @@ def test_opengvlab_folder_loads_through_from_pretrained(cfg, tokenizer, tmp_path
     monkeypatch.setenv("REVIOSA_CACHE", str(tmp_path / "cache"))
     original = tiny_internvl(cfg, tokenizer, seed=3)
     src = write_opengvlab(original, tokenizer, tmp_path / "InternVL2_5-tiny", shards=2)
-    real = cfg.model_copy(update={"mllm": cfg.mllm.model_copy(update={"pretrained": str(src)})})
+    real = cfg.with_overrides([f"mllm.pretrained={src}"])
 
     torch.manual_seed(0)
-    net = build_model(real)
+    net = ReviosaModel.from_config(real)
     cached = [p for p in (tmp_path / "cache" / "internvl-hf").iterdir() if p.name != "fingerprints"]
     assert [p.name for p in cached] == [source_fingerprint(src)[:24]]
     inner = net.mllm.base_model.model
@@ -200,7 +201,7 @@ def test_opengvlab_folder_loads_through_from_pretrained(cfg, tokenizer, tmp_path
     stamp = (cached[0] / "config.json").stat().st_mtime_ns
     save_pretrained(net, tmp_path / "ckpt")
     torch.manual_seed(7)
-    loaded = from_pretrained(tmp_path / "ckpt").eval()
+    loaded = ReviosaModel.from_pretrained(tmp_path / "ckpt").eval()
     assert (cached[0] / "config.json").stat().st_mtime_ns == stamp
     assert len(list((tmp_path / "cache" / "internvl-hf").iterdir())) == 2  # the conversion and the hash memo
     with torch.no_grad():
@@ -286,11 +287,11 @@ def test_opengvlab_folder_on_s3_is_fetched_and_converted(cfg, tokenizer, tmp_pat
     original = tiny_internvl(cfg, tokenizer, seed=9)
     src = write_opengvlab(original, tokenizer, tmp_path / "InternVL2_5-tiny", shards=2)
     s3_storage.s3fs().put(str(src), f"{s3_storage.bucket}/bases/InternVL2_5-tiny", recursive=True)
-    for key, value in s3_storage.client_env(env={}).items():
-        monkeypatch.setenv(key, value)
+    (tmp_path / "storage.yaml").write_text(s3_storage.to_yaml())
+    monkeypatch.setenv("REVIOSA_STORAGE_CONFIG", str(tmp_path / "storage.yaml"))
     monkeypatch.setenv("REVIOSA_CACHE", str(tmp_path / "cache"))
     uri = f"s3://{s3_storage.bucket}/bases/InternVL2_5-tiny"
-    net = build_model(cfg.model_copy(update={"mllm": cfg.mllm.model_copy(update={"pretrained": uri})}))
+    net = ReviosaModel.from_config(cfg.with_overrides([f"mllm.pretrained={uri}"]))
     assert [p.name for p in (tmp_path / "cache" / "internvl-hf").iterdir() if p.name != "fingerprints"] == [
         source_fingerprint(src)[:24]]
     inner = net.mllm.base_model.model

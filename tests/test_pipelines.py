@@ -108,6 +108,33 @@ def test_end_to_end_order_exit_handler_and_ui_parameters(specs):
     assert k8s["exec-train"]["secretAsEnv"][0]["secretName"] == "reviosa-s3"
 
 
+def test_s3_steps_read_the_mounted_storage_config(specs):
+    """Steps with S3 keys get the cluster's storage.yaml as a file and MLflow's URL; no endpoint variables."""
+    import yaml
+
+    from reviosa.pipelines.resources import S3_SECRET, STORAGE_CONFIG_DIR, STORAGE_CONFIG_MAP
+    from reviosa.storage.config import CONFIG_ENV
+
+    config_map = yaml.safe_load((ROOT / "manifests" / "base" / "storage-config.yaml").read_text())
+    assert config_map["metadata"]["name"] == STORAGE_CONFIG_MAP
+    seen = 0
+    for name, (pipe, platform) in specs.items():
+        k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+        for ex_name, ex in pipe["deploymentSpec"]["executors"].items():
+            conf = k8s.get(ex_name, {})
+            if not any(s["secretName"] == S3_SECRET for s in conf.get("secretAsEnv", [])):
+                continue
+            seen += 1
+            assert [(v["configMapName"], v["mountPath"]) for v in conf["configMapAsVolume"]] == \
+                [(STORAGE_CONFIG_MAP, STORAGE_CONFIG_DIR)], (name, ex_name)
+            # the path is a platform setting (kfp.local ignores it): a local step keeps its parent's config
+            assert CONFIG_ENV not in {e["name"] for e in ex["container"].get("env", [])}, (name, ex_name)
+            keys = {k["configMapKey"] for m in conf["configMapAsEnv"] for k in m["keyToEnv"]}
+            assert keys == {CONFIG_ENV, "MLFLOW_TRACKING_URI"} and keys | {"storage.yaml"} == set(config_map["data"])
+            assert config_map["data"][CONFIG_ENV] == f"{STORAGE_CONFIG_DIR}/storage.yaml"
+    assert seen >= 4
+
+
 def test_training_pipeline_parameters(specs):
     params = specs["training"][0]["root"]["inputDefinitions"]["parameters"]
     assert {"data_version", "model_size", "epochs", "aml", "tokens"} <= set(params)
@@ -131,6 +158,23 @@ def test_components_are_thin_calls_into_reviosa():
         imports = [n for n in body if isinstance(n, ast.ImportFrom)]
         assert imports and all(n.module.startswith("reviosa.pipelines") for n in imports), path.name
         assert len(body) <= 4, f"{path.name}: a component body only imports and calls reviosa"
+
+
+def test_components_and_pipelines_are_installed_packages(tmp_path):
+    """They import from any folder (no checkout on the path), and nothing in reviosa/ edits sys.path to find them."""
+    import subprocess
+    import sys
+
+    code = "import pipelines.end_to_end, components.train, components; print(components.__file__)"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert Path(proc.stdout.strip()).resolve() == (ROOT / "components" / "__init__.py").resolve()
+    for path in (ROOT / "reviosa").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr == "path" and getattr(node.value, "id", "") == "sys":
+                raise AssertionError(f"{path.relative_to(ROOT)}:{node.lineno} touches sys.path")
 
 
 def test_cli_rejects_unknown_pipeline_and_bad_params(tmp_path):
@@ -158,27 +202,37 @@ def test_inference_service_and_status_record(tmp_path):
 
 
 def test_ui_switches_reach_the_training_config(tmp_path):
+    from reviosa.train.recipes.finetune import total_steps
+
     split = tmp_path / "split"
-    stats = steps.synth_split(str(split), 2, frames=6, size=48, seed=0, split="train")
-    full = steps.train_config(str(split), "", str(tmp_path / "w"), "tiny", 2.0, True, True)
-    ablated = steps.train_config(str(split), "", str(tmp_path / "w"), "tiny", 2.0, False, False)
-    assert not full.single_seg_token and ablated.single_seg_token
-    assert ablated.model_config_obj().loss.aml_heads == [] and full.model_config_obj().loss.aml_heads
+    stats = steps.synth_split(str(split), 2, seed=0, split="train", overrides=["frames=6", "height=48", "width=48"])
+
+    def cfg(*switches, extra=()):
+        return steps.train_config(str(split), "", str(tmp_path / "w"), "tiny",
+                                  steps.train_switches(*switches) + list(extra))
+
+    full, ablated = cfg(2.0, True, True), cfg(2.0, False, False)
+    assert not full.model.shared_seg_token and ablated.model.shared_seg_token
+    assert ablated.model.loss.aml_heads == [] and full.model.loss.aml_heads == [(2, 1), (2, 3)]
+    assert cfg(2.0, False, True).model.loss.aml_heads == [] and not cfg(2.0, False, True).model.shared_seg_token
+    assert cfg(2.0, True, False).model.loss.aml_heads and cfg(2.0, True, False).model.shared_seg_token
+    assert full.data.train == str(split) and full.data.val is None and full.out == str(tmp_path / "w")
     per_step = full.batch_size * full.grad_accum * full.data.expressions_per_sample
-    assert full.steps == -(-2 * stats["expressions"] // per_step)  # epochs → optimizer steps, rounded up
-    assert steps.train_config(str(split), "", str(tmp_path / "w"), "tiny", 2.0, True, True, steps=7).steps == 7
+    assert total_steps(full, stats["expressions"], 1) == -(-2 * stats["expressions"] // per_step)  # rounded up
+    assert total_steps(cfg(0.0, True, True, extra=["steps=7"]), stats["expressions"], 1) == 7
+    assert not full.tracking.enabled and cfg(0.0, True, True, "http://mlflow:5000").tracking.uri == "http://mlflow:5000"
 
 
 @pytest.mark.slow
 def test_evaluation_pipeline_runs_with_kfp_local(tmp_path):
     from reviosa.data.format import InterRVOSDataset
-    from reviosa.model.checkpoint import build_model
     from reviosa.model.config import ModelConfig
+    from reviosa.model.modeling import ReviosaModel
 
     torch.manual_seed(0)
-    ckpt = build_model(ModelConfig.from_yaml("tiny")).save_pretrained(tmp_path / "ckpt")
+    ckpt = ReviosaModel.from_config(ModelConfig.from_yaml("tiny")).save_pretrained(tmp_path / "ckpt")
     split = tmp_path / "split"
-    stats = steps.synth_split(str(split), 2, frames=6, size=48, seed=0, split="val")
+    stats = steps.synth_split(str(split), 2, seed=0, split="val", overrides=["frames=6", "height=48", "width=48"])
     root = tmp_path / "kfp"
     res = CliRunner().invoke(app, ["pipeline", "run-local", "--pipeline", "evaluation", "--root", str(root),
                                    "--param", f"model_source={ckpt}", "--param", f"split_source={split}"])
@@ -223,7 +277,7 @@ def test_snapshot_step_clones_a_remote_data_repo_and_pushes_the_tag(tmp_path, s3
     cfg.write_text(s3_storage.to_yaml())
     monkeypatch.setenv("REVIOSA_STORAGE_CONFIG", str(cfg))
     split = tmp_path / "split"
-    steps.synth_split(str(split), 1, frames=6, size=48, seed=1, split="val")
+    steps.synth_split(str(split), 1, seed=1, split="val", overrides=["frames=6", "height=48", "width=48"])
 
     first = steps.snapshot(str(split), f"file://{origin}", "val", "pipeline: val split")
     again = steps.snapshot(str(split), f"file://{origin}", "val", "pipeline: same val split")

@@ -24,15 +24,17 @@ import torch
 from kserve.errors import InvalidInput
 from PIL import Image
 
+from reviosa.config import ConfigError
 from reviosa.data.rle import decode_rle
 from reviosa.data.video import write_video
-from reviosa.model.checkpoint import CheckpointError, build_model
 from reviosa.model.config import ModelConfig
+from reviosa.model.errors import CheckpointError
 from reviosa.model.inference import Prediction
-from reviosa.serve.config import ServeConfig, ServeConfigError
+from reviosa.model.modeling import ReviosaModel
+from reviosa.serve.config import ServeConfig
 from reviosa.serve.inputs import VideoRequest, check_uri, decode_base64_frames
 from reviosa.serve.model import ReviosaPredictor, result_dict
-from reviosa.storage.process import free_ports, spawn, wait_http
+from reviosa.services.process import free_ports, spawn, wait_http
 
 EXPR = "the red circle chases the blue square"
 MAX_FRAMES = 6
@@ -52,7 +54,7 @@ def _frames(n=4, h=32, w=48, seed=0) -> np.ndarray:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     torch.manual_seed(0)
-    model = build_model(ModelConfig.from_yaml("tiny"))
+    model = ReviosaModel.from_config(ModelConfig.from_yaml("tiny"))
     return model.save_pretrained(tmp_path_factory.mktemp("serve") / "tiny")
 
 
@@ -106,8 +108,14 @@ def server(checkpoint, video_site, s3_server, tmp_path_factory):
     argv = [*REVIOSA, "serve", "--model", "s3://serve-test/models/tiny",
             "--port", str(port), "--max-frames", str(MAX_FRAMES),
             "--allow-url", f"{site}/ok/", "--allow-url", "s3://serve-test/videos/"]
-    env = dict(storage.client_env(env={}), REVIOSA_CACHE=str(log.parent / "cache"))
-    proc = spawn("reviosa-serve", argv, log=log, url=f"http://127.0.0.1:{port}", env=env)
+    # The server reaches S3 only through its storage config (endpoint, and keys from the credentials file):
+    # no AWS_* variable is in its environment, so the s3:// model and videos prove that path.
+    (log.parent / "storage.yaml").write_text(storage.to_yaml())
+    env = {"REVIOSA_STORAGE_CONFIG": str(log.parent / "storage.yaml"), "REVIOSA_CACHE": str(log.parent / "cache")}
+    with pytest.MonkeyPatch.context() as mp:
+        for key in [k for k in os.environ if k.startswith("AWS_")]:
+            mp.delenv(key)
+        proc = spawn("reviosa-serve", argv, log=log, url=f"http://127.0.0.1:{port}", env=env)
     try:
         wait_http(proc, "/v2/models/reviosa/ready", timeout=120)
         yield proc
@@ -306,12 +314,12 @@ def test_config_and_allow_list_rules(tmp_path):
                 "https://videos.example.org/public/../secret.mp4"):
         with pytest.raises(InvalidInput):
             check_uri(bad, cfg)
-    with pytest.raises(ServeConfigError, match="allowed_url_prefixes"):
-        ServeConfig(allowed_url_prefixes=["ftp://x/"])
-    with pytest.raises(ServeConfigError, match="max_frames"):
-        ServeConfig(max_frames=0)
-    (tmp_path / "s.yaml").write_text("serve:\n  max_frames: 3\n  bogus: 1\n")
-    with pytest.raises(ServeConfigError, match="bogus"):
+    with pytest.raises(ConfigError, match="allowed_url_prefixes"):
+        ServeConfig.from_dict({"allowed_url_prefixes": ["ftp://x/"]})
+    with pytest.raises(ConfigError, match="max_frames"):
+        ServeConfig.from_dict({}, ["max_frames=0"])
+    (tmp_path / "s.yaml").write_text("max_frames: 3\nbogus: 1\n")
+    with pytest.raises(ConfigError, match="s.yaml.*bogus"):
         ServeConfig.from_yaml(tmp_path / "s.yaml")
     with pytest.raises(InvalidInput, match="bytes; the limit"):
         decode_base64_frames([_png(_frames(1)[0])], ServeConfig(max_bytes=10))

@@ -9,32 +9,59 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
+from reviosa.config import ConfigError
+from reviosa.services.process import free_ports
 from reviosa.storage.client import check_access
-from reviosa.storage.config import StorageConfig, load_storage_config
-from reviosa.storage.errors import StorageAuthError, StorageConfigError, StorageUnavailableError
-from reviosa.storage.process import free_ports
+from reviosa.storage.config import StorageConfig, load_storage_config, local_config_path
+from reviosa.storage.errors import StorageAuthError, StorageCredentialsError, StorageUnavailableError
 
 
-def test_config_from_yaml_with_env_overrides(tmp_path: Path) -> None:
+def test_config_precedence_path_then_env_then_local_stack_then_shipped(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("REVIOSA_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("REVIOSA_STORAGE_CONFIG", raising=False)
+    assert load_storage_config() == StorageConfig.from_yaml("default") == StorageConfig()
+    local = local_config_path()
+    local.parent.mkdir(parents=True)
+    local.write_text("endpoint: http://127.0.0.1:9\nbucket: local-stack\n")
+    assert load_storage_config().bucket == "local-stack"
     path = tmp_path / "storage.yaml"
-    path.write_text("storage:\n  endpoint: https://minio.mlops.svc:9000\n  bucket: datasets\n")
-    cfg = load_storage_config(path, env={"REVIOSA_S3_BUCKET": "other-bucket"})
-    assert (cfg.endpoint, cfg.bucket, cfg.secure, cfg.host) == ("https://minio.mlops.svc:9000", "other-bucket",
+    path.write_text("endpoint: https://minio.mlops.svc:9000\nbucket: datasets\n")
+    monkeypatch.setenv("REVIOSA_STORAGE_CONFIG", str(path))
+    cfg = load_storage_config()
+    assert (cfg.endpoint, cfg.bucket, cfg.secure, cfg.host) == ("https://minio.mlops.svc:9000", "datasets",
                                                                 True, "minio.mlops.svc:9000")
-    assert cfg.dvc_url == "s3://other-bucket/dvc"
-    assert load_storage_config(env={"REVIOSA_STORAGE_CONFIG": str(path)}).bucket == "datasets"
+    assert cfg.dvc_url == "s3://datasets/dvc"
+    assert load_storage_config(local).bucket == "local-stack"  # an explicit path wins over the variable
+    # Fields are never taken from per-field environment variables any more.
+    monkeypatch.setenv("REVIOSA_S3_BUCKET", "other-bucket")
+    monkeypatch.setenv("REVIOSA_S3_ENDPOINT", "http://elsewhere:1")
+    assert load_storage_config() == cfg
+
+
+def test_every_shipped_storage_config_loads() -> None:
+    assert StorageConfig.shipped() == ["default"]
+    for name in StorageConfig.shipped():
+        cfg = StorageConfig.from_yaml(name)
+        assert StorageConfig.from_dict(yaml.safe_load(cfg.to_yaml())) == cfg
+    assert StorageConfig.from_yaml("default") == StorageConfig()
 
 
 def test_config_rejects_bad_values(tmp_path: Path) -> None:
-    with pytest.raises(StorageConfigError, match="endpoint"):
-        StorageConfig(endpoint="127.0.0.1:9000")
-    with pytest.raises(StorageConfigError, match="bucket"):
-        StorageConfig(bucket="Bad_Bucket")
+    with pytest.raises(ConfigError, match=r"endpoint: .*http://host:port"):
+        StorageConfig.from_dict({"endpoint": "127.0.0.1:9000"})
+    with pytest.raises(ConfigError, match="endpoint: .*must not contain a path"):
+        StorageConfig.from_yaml("default", ["endpoint=http://x:1/prefix"])
+    with pytest.raises(ConfigError, match="bucket: .*not a valid S3 bucket name"):
+        StorageConfig.from_dict({"bucket": "Bad_Bucket"})
     path = tmp_path / "s.yaml"
     path.write_text("endpoint: http://x:1\nacces_key: oops\n")
-    with pytest.raises(StorageConfigError, match="unknown storage keys"):
-        load_storage_config(path, env={})
+    with pytest.raises(ConfigError, match=f"{path}.*acces_key"):
+        load_storage_config(path)
+    path.write_text("storage:\n  endpoint: http://x:1\n")  # the old wrapper section is gone, and says so
+    with pytest.raises(ConfigError, match="storage"):
+        load_storage_config(path)
 
 
 def test_credentials_env_then_secret_dir_and_never_in_yaml(tmp_path: Path) -> None:
@@ -48,7 +75,7 @@ def test_credentials_env_then_secret_dir_and_never_in_yaml(tmp_path: Path) -> No
     assert "s3cr3t-value" not in repr(creds) and "s3cr3t-value" not in cfg.to_yaml()
     env_creds = cfg.credentials(env={"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"})
     assert (env_creds.access_key, env_creds.source) == ("a", "env")
-    with pytest.raises(StorageConfigError, match="AWS_ACCESS_KEY_ID"):
+    with pytest.raises(StorageCredentialsError, match="AWS_ACCESS_KEY_ID"):
         StorageConfig().credentials(env={})
 
 
@@ -98,7 +125,7 @@ def test_services_cli_up_status_env_down(tmp_path: Path) -> None:
         exports = dict(line.removeprefix("export ").split("=", 1) for line in
                        _cli("services", "env", env=env).stdout.splitlines())
         # The printed config and generated keys reach the server.
-        cfg = load_storage_config(exports["REVIOSA_STORAGE_CONFIG"], env={})
+        cfg = load_storage_config(exports["REVIOSA_STORAGE_CONFIG"])
         check_access(cfg)
         assert oct((tmp_path / "state/services/credentials.json").stat().st_mode)[-3:] == "600"
         assert _cli("services", "up", "--s3-port", "0", "--no-mlflow", env=env).stdout == up.stdout  # idempotent

@@ -12,17 +12,11 @@ from matplotlib.path import Path as MplPath
 from typer.testing import CliRunner
 
 from reviosa.cli import app
+from reviosa.config import ConfigError
 from reviosa.data.format import Direction, ExpressionType, InterRVOSDataset
 from reviosa.data.rle import decode_rle
 from reviosa.data.scene_graph import DIRECTED_KINDS, load_scene_graphs
-from reviosa.data.synthetic import (
-    SyntheticConfig,
-    SyntheticConfigError,
-    generate_split,
-    load_config,
-    render_video,
-    video_seed,
-)
+from reviosa.data.synthetic import SyntheticConfig, generate_split, render_video, video_seed
 from reviosa.data.synthetic.expressions import vocabulary
 from reviosa.data.synthetic.motion import Canvas, interaction
 from reviosa.data.synthetic.shapes import COLORS, SHAPES, polygon, rasterise
@@ -37,7 +31,7 @@ ALL_KINDS = {"chases", "pushes", "hits", "follows", "circles", "moves_with"}
 @pytest.fixture(scope="module")
 def split(tmp_path_factory) -> InterRVOSDataset:
     """A moderate split with the default config (every motion and interaction kind appears)."""
-    return generate_split(tmp_path_factory.mktemp("synth") / "split", load_config(), 60, seed=7, workers=2,
+    return generate_split(tmp_path_factory.mktemp("synth") / "split", SyntheticConfig(), 60, seed=7, workers=2,
                           progress=False)
 
 
@@ -141,7 +135,7 @@ def test_objects_that_do_not_interact_rarely_touch():
     # Touching would read as an interaction the scene graph does not have (13% of pair-frames unplanned).
     pair_frames = touching = 0
     for i in range(30):
-        rv = render_video(load_config(), video_seed(1, "", i))
+        rv = render_video(SyntheticConfig(), video_seed(1, "", i))
         partner = {j: set(it.objects) for it in rv.graph.interactions for j in it.objects}
         n = len(rv.graph.objects)
         for a in range(n):
@@ -155,7 +149,7 @@ def test_objects_that_do_not_interact_rarely_touch():
 def test_split_masks_match_render_and_jpeg_colours(split):
     for name in list(split.videos)[:4]:
         video = split.videos[name]
-        rv = render_video(load_config(), video_seed(7, "", int(name.split("_")[1])))
+        rv = render_video(SyntheticConfig(), video_seed(7, "", int(name.split("_")[1])))
         frames = np.stack([read_image(split.frame_path(video, f)) for f in video.frames])
         assert frames.shape == rv.frames.shape
         for o in video.objects.values():
@@ -327,7 +321,7 @@ def test_interactions_are_visibly_distinct():
 
 # ---------------------------------------------------------------------- config and CLI
 def test_size_and_frames_config_is_respected(tmp_path):
-    cfg = load_config(None, frames=7, height=72, width=120)
+    cfg = SyntheticConfig(frames=7, height=72, width=120)
     ds = generate_split(tmp_path / "cfg", cfg, 3, seed=0, progress=False)
     for video in ds.videos.values():
         assert video.num_frames == 7 and (video.height, video.width) == (72, 120)
@@ -347,21 +341,22 @@ def test_size_and_frames_config_is_respected(tmp_path):
     ({"background": "stripes"}, "background"),
 ])
 def test_bad_config_gives_a_clear_error(values, field):
-    with pytest.raises(SyntheticConfigError, match=field):
-        SyntheticConfig.build(values, source="my.yaml")
+    with pytest.raises(ConfigError, match=f"my.yaml.*{field}"):
+        SyntheticConfig.from_dict(values, source="my.yaml")
 
 
 def test_bad_yaml_file_names_the_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("frames: [1, 2\n")
-    with pytest.raises(SyntheticConfigError, match="bad.yaml"):
-        load_config(bad)
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        SyntheticConfig.from_yaml(bad)
     bad.write_text("- just a list\n")
-    with pytest.raises(SyntheticConfigError, match="mapping"):
-        load_config(bad)
+    with pytest.raises(ConfigError, match="mapping"):
+        SyntheticConfig.from_yaml(bad)
     good = tmp_path / "good.yaml"
     good.write_text("frames: 9\nbackground: plain\n")
-    assert load_config(good).frames == 9 and load_config(good, frames=11).frames == 11
+    assert SyntheticConfig.from_yaml(good).frames == 9
+    assert SyntheticConfig.from_yaml(good, ["frames=11"]).frames == 11
 
 
 def test_cli_writes_train_and_val_splits(tmp_path):

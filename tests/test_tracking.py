@@ -159,7 +159,7 @@ def test_register_model_and_resolve_by_alias(mlflow_server, tmp_path: Path) -> N
 
 
 def test_server_command_for_the_cluster() -> None:
-    from reviosa.tracking.server import SERVER_ENV, MlflowServerConfig
+    from reviosa.services.mlflow import SERVER_ENV, MlflowServerConfig
 
     storage = StorageConfig(endpoint="http://minio.mlops.svc:9000", bucket="mlops")
     argv = MlflowServerConfig("postgresql://mlflow@postgres:5432/mlflow", host="0.0.0.0",

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reviosa.data.synthetic import generate_split, load_config
-from reviosa.train.config import AugmentConfig, TrainConfig, TrainConfigError
+from reviosa.config import ConfigError
+from reviosa.data.synthetic import SyntheticConfig, generate_split
+from reviosa.train.config import AugmentConfig, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def synth(tmp_path_factory) -> Path:
     """A small synthetic split (6 videos of 8 frames, 64x64)."""
     out = tmp_path_factory.mktemp("synth") / "train"
-    generate_split(out, load_config(frames=8, height=64, width=64), 6, seed=0, split="train", progress=False)
+    generate_split(out, SyntheticConfig(frames=8, height=64, width=64), 6, seed=0, split="train", progress=False)
     return out
 
 
@@ -29,7 +30,7 @@ def tiny_cfg(synth: Path, out: Path, **over) -> TrainConfig:
     base = {"data.train": str(synth), "data.val": None, "out": str(out), "steps": 4, "checkpoint.every": 2,
             "tracking.enabled": False, "validation.max_videos": 2}
     base.update(over)
-    return TrainConfig.from_yaml("tiny", **base)
+    return TrainConfig.from_yaml("tiny", [f"{k}={json.dumps(v)}" for k, v in base.items()])
 
 
 def run_cli(args: list[str], env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -44,55 +45,76 @@ def sets(cfg: dict) -> list[str]:
 
 def test_config_errors_name_the_field(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("data: {train: x}\nsteps: 0\noptim: {lr: -1}\nbogus: 1\n")
-    with pytest.raises(TrainConfigError) as err:
+    bad.write_text("model: tiny\ndata: {train: x}\nsteps: 0\noptim: {lr: -1}\nbogus: 1\n")
+    with pytest.raises(ConfigError) as err:
         TrainConfig.from_yaml(bad)
     msg = str(err.value)
     assert "bad.yaml" in msg and "steps" in msg and "optim.lr" in msg and "bogus" in msg
-    with pytest.raises(TrainConfigError, match="no such training config"):
+    with pytest.raises(ConfigError, match="no such TrainConfig"):
         TrainConfig.from_yaml(tmp_path / "missing.yaml")
-    cfg = TrainConfig.from_yaml("tiny", **{"model_overrides": {"loss": {"aml_weight": 0.0}}})
-    mcfg = cfg.model_config_obj()
-    assert mcfg.loss.aml_weight == 0.0 and mcfg.loss.num_points == 0  # nested merge keeps the tiny loss fields
-    with pytest.raises(TrainConfigError, match="model_overrides"):
-        TrainConfig.from_yaml("tiny", **{"model_overrides": {"loss": {"aml_heads": [[99, 0]]}}}).model_config_obj()
+    # the run's model is its own section: one override syntax reaches into it, the rest of tiny's loss stays
+    cfg = TrainConfig.from_yaml("tiny", ["model.loss.aml_heads=[]"])
+    assert cfg.model.loss.aml_heads == [] and cfg.model.loss.num_points == 0 and cfg.model.name == "reviosa-tiny"
+    with pytest.raises(ConfigError, match="aml_heads entry .99, 0."):
+        TrainConfig.from_yaml("tiny", ["model.loss.aml_heads=[[99, 0]]"])
+    with pytest.raises(ConfigError, match="model.loss.aml_weight"):  # AML is switched off by its heads, one way
+        TrainConfig.from_yaml("tiny", ["model.loss.aml_weight=0"])
+    with pytest.raises(ConfigError, match="field model: .*no such ModelConfig"):
+        TrainConfig.from_yaml("tiny", ["model=nope"])
 
 
-def test_init_from_applies_model_overrides_to_the_checkpoint_config(tmp_path):
+def test_init_from_loads_the_checkpoint_weights_into_the_runs_model_config(tmp_path):
     import torch
 
-    from reviosa.model.checkpoint import CheckpointError, build_model, save_pretrained
     from reviosa.model.config import ModelConfig
-    from reviosa.train.trainer import build_model as build_for_training
+    from reviosa.model.errors import CheckpointError
+    from reviosa.model.modeling import ReviosaModel
+    from reviosa.train.recipes.finetune import build_model
 
-    saved = build_model(ModelConfig.from_yaml("tiny"))
-    assert saved.config.loss.aml_weight > 0
-    ckpt = save_pretrained(saved, tmp_path / "ckpt")
-    cfg = TrainConfig.from_yaml("tiny", **{"data.train": "x", "init_from": str(ckpt),
-                                           "model_overrides": {"loss": {"aml_weight": 0.0}}})
-    model = build_for_training(cfg)
-    assert model.config.loss.aml_weight == 0.0 and model.config.loss.aml_heads == saved.config.loss.aml_heads
+    saved = ReviosaModel.from_config(ModelConfig.from_yaml("tiny"))
+    assert saved.config.loss.aml_heads
+    ckpt = saved.save_pretrained(tmp_path / "ckpt")
+    cfg = TrainConfig.from_yaml("tiny", ["data.train=x", f"init_from={ckpt}", "model.loss.aml_heads=[]"])
+    model = build_model(cfg)
+    assert model.config == cfg.model and model.config.loss.aml_heads == []
     mine = dict(model.named_parameters())
     for name, p in saved.named_parameters():
         assert torch.equal(mine[name], p), name  # the checkpoint's weights, not a fresh seeded init
-    shape = TrainConfig.from_yaml("tiny", **{"data.train": "x", "init_from": str(ckpt),
-                                             "model_overrides": {"lora": {"r": 8}}})
+    shape = TrainConfig.from_yaml("tiny", ["data.train=x", f"init_from={ckpt}", "model.lora.r=8"])
     with pytest.raises(CheckpointError, match="shape"):
-        build_for_training(shape)
-    invalid = TrainConfig.from_yaml("tiny", **{"data.train": "x", "init_from": str(ckpt),
-                                               "model_overrides": {"loss": {"aml_heads": [[99, 0]]}}})
-    with pytest.raises(CheckpointError, match="overrides"):
-        build_for_training(invalid)
+        build_model(shape)
+
+
+def test_shipped_ablation_rows_are_table_4(tmp_path):
+    from reviosa.train import ablation
+
+    rows = ablation.rows()
+    assert list(rows) == ["i", "ii", "iii", "iv"]
+    for name, row in rows.items():
+        cfg = TrainConfig.from_yaml("tiny", ["data.train=x", *row.overrides])
+        # the row's switches are what its overrides do to the model: AML off = no heads, one token = tied rows
+        assert bool(cfg.model.loss.aml_heads) == row.aml, name
+        assert cfg.model.shared_seg_token == (not row.seg_tokens), name
+        assert ablation.row_for(aml=row.aml, tokens=row.seg_tokens) == name
+    assert {(r.seg_tokens, r.aml) for r in rows.values()} == {(False, False), (False, True), (True, False),
+                                                              (True, True)}
+    assert rows["iv"].overrides == []  # ReVIOSa is the shipped model config itself
+
+    from reviosa.train.recipes.finetune import load_config
+
+    # the row comes last: swapping the whole model in --set cannot undo it
+    cfg = load_config("tiny", ["data.train=x", "model=tiny", "model.loss.aml_heads=[[1, 1]]"], ablation="i")
+    assert cfg.model.loss.aml_heads == [] and cfg.model.shared_seg_token
 
 
 def test_clips_are_deterministic_and_ranks_disjoint(synth):
     from reviosa.data.format import InterRVOSDataset
-    from reviosa.model.checkpoint import build_model
     from reviosa.model.config import ModelConfig
+    from reviosa.model.modeling import ReviosaModel
     from reviosa.train.data import ExpressionClips, make_loader
 
     cfg = ModelConfig.from_yaml("tiny")
-    model = build_model(cfg)
+    model = ReviosaModel.from_config(cfg)
     ds = InterRVOSDataset.load(synth)
     clips = ExpressionClips(ds, cfg, model.tokenizer, expressions_per_sample=2, seed=3)
     assert len(clips) == sum(len(v.expressions) for v in ds.videos.values())
@@ -134,10 +156,10 @@ def test_augment_moves_masks_with_frames():
     assert out.dtype == np.uint8 and not np.array_equal(out, frames) and np.array_equal(m2, masks)
 
 
-def test_lr_schedule_warms_up_then_decays(synth, tmp_path):
-    from reviosa.train.trainer import lr_lambda
+def test_lr_schedule_warms_up_then_decays():
+    from reviosa.train.optim import lr_lambda
 
-    f = lr_lambda(tiny_cfg(synth, tmp_path, steps=100, **{"optim.warmup_steps": 10, "optim.min_lr_ratio": 0.1}))
+    f = lr_lambda(10, 100, 0.1)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
     assert f(10) == pytest.approx(1.0) and f(55) < f(20) and f(100) == pytest.approx(0.1)
 
@@ -158,25 +180,25 @@ def test_single_process_run_learns_and_saves(synth, tmp_path):
     assert json.loads((out / "checkpoints" / "latest.json").read_text())["step"] == 12
     assert sorted(p.name for p in (out / "checkpoints").glob("step-*")) == ["step-0000006", "step-0000012"]
 
-    from reviosa.model.checkpoint import from_pretrained
-    from reviosa.train.trainer import param_checksum
+    from reviosa.model.modeling import ReviosaModel
+    from reviosa.train.distributed import param_checksum
 
-    model = from_pretrained(out / "final")
+    model = ReviosaModel.from_pretrained(out / "final")
     assert param_checksum(model) == json.loads((out / "ranks" / "rank-0.json").read_text())["checksum"]
 
 
 def test_mask_only_steps_train_the_first_steps_on_the_mask_losses_alone(synth, tmp_path, monkeypatch):
-    from reviosa.train.trainer import train
+    from reviosa.train.recipes.finetune import run
 
     monkeypatch.setenv("MASTER_ADDR", "localhost")  # overwritten for the run, then given back
 
     cfg = tiny_cfg(synth, tmp_path / "run", steps=3, mask_only_steps=2, batch_size=1,
                    **{"data.expressions_per_sample": 1, "checkpoint.every": 3})
     before = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    train(cfg, progress=False)
+    run(cfg, progress=False)
     # an in-process run leaves no launcher variables behind (a later run would reuse its port)
     assert {k: os.environ.get(k) for k in before} == before
-    w = cfg.model_config_obj().loss
+    w = cfg.model.loss
     hist = [json.loads(ln) for ln in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     mask = [w.bce_weight * h["loss_seg"] + w.dice_weight * h["loss_dice"] for h in hist]
     assert all(h["loss_text"] > 0.1 for h in hist)  # the text loss is still computed and logged
@@ -196,9 +218,9 @@ def test_single_token_ablation_keeps_the_two_rows_tied(synth):
     import torch
 
     from reviosa.data.format import InterRVOSDataset
-    from reviosa.model.checkpoint import build_model
     from reviosa.model.config import ModelConfig
-    from reviosa.train.ablation import seg_rows, tie_seg_tokens
+    from reviosa.model.modeling import ReviosaModel
+    from reviosa.model.shared_token import seg_rows
     from reviosa.train.data import Collator, ExpressionClips
 
     cfg = ModelConfig.from_yaml("tiny")
@@ -206,9 +228,7 @@ def test_single_token_ablation_keeps_the_two_rows_tied(synth):
     rows = {}
     for tied in (True, False):
         torch.manual_seed(0)
-        model = build_model(cfg)
-        if tied:
-            tie_seg_tokens(model)
+        model = ReviosaModel.from_config(cfg.with_overrides([f"shared_seg_token={str(tied).lower()}"]))
         act, tar = seg_rows(model)
         assert torch.equal(act, tar) == tied
         clips = ExpressionClips(ds, cfg, model.tokenizer, 2)
@@ -246,3 +266,18 @@ def test_role_overlap_tells_a_role_blind_model_from_a_role_aware_one():
     # A role-blind union mask scores each role by its share of the union (16 and 25 of 41 pixels per frame).
     assert summarize(blind)["actor_J"] == pytest.approx(16 / 41)
     assert summarize(blind)["target_J"] == pytest.approx(25 / 41)
+
+
+def test_train_command_prints_the_resolved_config():
+    import yaml
+    from typer.testing import CliRunner
+
+    from reviosa.cli import app
+
+    res = CliRunner().invoke(app, ["train", "--config", "tiny", "--ablation", "iii", "--set", "optim.lr=1e-4",
+                                   "--print-config"])
+    assert res.exit_code == 0, res.output
+    cfg = TrainConfig.from_dict(yaml.safe_load(res.stdout))
+    assert cfg == TrainConfig.from_yaml("tiny", ["optim.lr=1e-4", "model.loss.aml_heads=[]"])
+    res = CliRunner().invoke(app, ["train", "--config", "tiny", "--ablation", "v", "--print-config"])
+    assert res.exit_code == 2 and "no such Ablation" in res.output

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reviosa.data.synthetic import generate_split, load_config
+from reviosa.data.synthetic import SyntheticConfig, generate_split
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -23,7 +23,7 @@ TORCHRUN = Path(sys.executable).with_name("torchrun")
 @pytest.fixture(scope="module")
 def splits(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("synth")
-    cfg = load_config(frames=8, height=64, width=64)
+    cfg = SyntheticConfig(frames=8, height=64, width=64)
     generate_split(root / "train", cfg, 6, seed=0, split="train", progress=False)
     generate_split(root / "val", cfg, 2, seed=0, split="val", progress=False)
     return {"train": root / "train", "val": root / "val"}

@@ -1,26 +1,23 @@
-"""Typed settings of an annotation run, loaded from YAML; one object flows from the CLI to every stage."""
+"""Typed settings of an annotation run, loaded from YAML (``configs/default.yaml`` ships here); one object flows
+from the CLI to every stage."""
 
 from __future__ import annotations
 
 import os
-from typing import Literal
+from pathlib import Path
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from reviosa.yamlconfig import load_yaml_config
+from reviosa.config import Config
 
 BackendName = Literal["offline", "openai"]
 STAGES: tuple[int, ...] = (1, 2, 3, 4)
+CONFIG_DIR = Path(__file__).with_name("configs")
 
 
-class AnnotateConfigError(ValueError):
-    """An annotation config is invalid; the message names the file and the fields."""
-
-
-class TrackingConfig(BaseModel):
-    """Stage 0: SAM2 tracking of objects that have prompts but no given mask track."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class MaskTrackConfig(Config):
+    """Stage 0: SAM2 mask tracks for objects that have prompts but no given mask track."""
 
     prompts: str | None = Field(None, description="prompts file; None = the split's prompts.json if present")
     sam2_config: str = Field("large", description="tiny (random, tests/demo), large (sam2_hiera_l) or a YAML "
@@ -32,10 +29,10 @@ class TrackingConfig(BaseModel):
     device: str = Field("cpu", description="torch device, e.g. cuda or cuda:1")
 
 
-class AnnotateConfig(BaseModel):
+class AnnotateConfig(Config):
     """Backend, prompts, throughput and validation settings."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    shipped_dir: ClassVar[Path | None] = CONFIG_DIR
 
     backend: BackendName = Field("offline", description="offline: answers from scene_graph.json; openai: HTTP")
     #: per-stage override, e.g. {1: offline, 3: offline} to run only the text stages through a text-only model
@@ -56,16 +53,11 @@ class AnnotateConfig(BaseModel):
     image_max_side: int = Field(448, ge=32, description="frames are downscaled so the longer side is at most this")
     max_expressions_per_kind: int = Field(3, ge=1, le=3, description="expressions per cue and object, groups per video")
     max_text_chars: int = Field(200, ge=8, le=200, description="longest text the schema lets the model write")
-    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="stage 0 (SAM2 mask tracks)")
+    mask_tracks: MaskTrackConfig = Field(default_factory=MaskTrackConfig, description="stage 0 (SAM2 mask tracks)")
 
     def backend_for(self, stage: int) -> BackendName:
         """The backend that answers ``stage``."""
         return self.stage_backend.get(stage, self.backend)
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike, **overrides) -> "AnnotateConfig":
-        """Load a YAML file; keyword overrides (CLI flags) win over the file."""
-        return load_yaml_config(cls, path, AnnotateConfigError, "annotation config", **overrides)
 
     def api_key(self) -> str | None:
         """The API key from the environment, if set."""

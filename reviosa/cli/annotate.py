@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from reviosa.cli.options import SET_HELP, load_config
+
 annotate_app = typer.Typer(help="Build InterRVOS expressions with LLM/VLM stages (resumable), review them.",
                            no_args_is_help=True)
 
@@ -17,11 +19,16 @@ def register(app: typer.Typer) -> None:
     app.add_typer(annotate_app, name="annotate")
 
 
+_CONFIG = typer.Option("default", "--config", help="AnnotateConfig: shipped name or YAML path")
+_SET = typer.Option([], "--set", help=SET_HELP)
+
+
 @annotate_app.command("run")
 def run(split: Path = typer.Argument(..., help="Input split: frames, mask tracks, objects (+ scene_graph.json)"),
         out: Path = typer.Option(..., "--out", help="Output split folder (also the resume state)"),
-        config: Optional[Path] = typer.Option(None, "--config", help="YAML AnnotateConfig"),
-        backend: Optional[str] = typer.Option(None, help="offline (scene graph) or openai (HTTP)"),
+        config: str = _CONFIG,
+        set_: list[str] = _SET,
+        backend: Optional[str] = typer.Option(None, help="offline (scene graph) or openai (HTTP) (--set backend=)"),
         text_stages_only: bool = typer.Option(False, "--text-stages-only",
                                               help="Send only stages 2 and 4 to the backend; 1 and 3 offline"),
         base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint, e.g. http://host:8000/v1"),
@@ -35,66 +42,66 @@ def run(split: Path = typer.Argument(..., help="Input split: frames, mask tracks
         device: Optional[str] = typer.Option(None, "--device", help="Torch device for SAM2 tracking"),
         progress: bool = typer.Option(True, "--progress/--no-progress")) -> None:
     """Annotate a split (stages 0-4); rerun the same command to resume a killed run."""
-    from reviosa.annotate.config import AnnotateConfig, AnnotateConfigError
     from reviosa.annotate.pipeline import run_annotation
     from reviosa.data.format import DatasetError
 
-    overrides = {"backend": backend, "base_url": base_url, "model": model, "concurrency": concurrency,
-                 "max_tokens": max_tokens}
-    if text_stages_only:
-        overrides["stage_backend"] = {1: "offline", 3: "offline"}
+    flags = {"backend": backend, "base_url": base_url, "model": model, "concurrency": concurrency,
+             "max_tokens": max_tokens, "stage_backend": {1: "offline", 3: "offline"} if text_stages_only else None,
+             **_mask_track_flags(prompts, sam2, sam2_config, device)}
+    cfg = _annotate_config(config, set_, flags)
     try:
-        if config is not None:
-            cfg = AnnotateConfig.from_yaml(config, **overrides)
-        else:
-            cfg = AnnotateConfig.model_validate({k: v for k, v in overrides.items() if v is not None})
-        cfg = _with_tracking(cfg, prompts, sam2, sam2_config, device)
         report = run_annotation(split, out, cfg, cache_dir=cache_dir, progress=progress)
-    except (AnnotateConfigError, DatasetError, ValueError) as err:
+    except (DatasetError, ValueError) as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         raise typer.Exit(1) from None
     typer.echo(json.dumps(report, indent=1))
 
 
-def _with_tracking(cfg, prompts: Optional[Path], sam2: Optional[str], sam2_config: Optional[str],
-                   device: Optional[str]):
-    """``cfg`` with the tracking flags applied; ``tiny`` without a checkpoint means random weights, said aloud."""
+def _mask_track_flags(prompts: Optional[Path], sam2: Optional[str], sam2_config: Optional[str],
+                      device: Optional[str]) -> dict:
+    """The stage-0 convenience flags as the ``mask_tracks.*`` fields they stand for."""
+    return {"mask_tracks.prompts": None if prompts is None else str(prompts), "mask_tracks.sam2_checkpoint": sam2,
+            "mask_tracks.sam2_config": sam2_config, "mask_tracks.device": device}
+
+
+def _annotate_config(config: str, sets: list[str], flags: dict):
+    """The AnnotateConfig of ``--config``, the flags and ``--set``; ``tiny`` SAM2 without a checkpoint means random
+    weights, and says so."""
     from reviosa.annotate.config import AnnotateConfig
 
-    tracking = cfg.tracking.model_dump()
-    tracking.update({k: v for k, v in {"prompts": None if prompts is None else str(prompts), "sam2_checkpoint": sam2,
-                                       "sam2_config": sam2_config, "device": device}.items() if v is not None})
-    if tracking["sam2_config"] == "tiny" and not tracking["sam2_checkpoint"] and not tracking["allow_random_weights"]:
-        tracking["allow_random_weights"] = True
-        if prompts is not None or sam2_config is not None:
-            typer.secho("warning: tiny SAM2 with random weights: tracks are meaningless except copied mask prompts",
-                        fg="yellow", err=True)
-    return AnnotateConfig.model_validate({**cfg.model_dump(), "tracking": tracking})
+    cfg = load_config(AnnotateConfig, config, sets, flags)
+    tracks = cfg.mask_tracks
+    if tracks.sam2_config == "tiny" and not tracks.sam2_checkpoint and not tracks.allow_random_weights:
+        typer.secho("warning: tiny SAM2 with random weights: tracks are meaningless except copied mask prompts",
+                    fg="yellow", err=True)
+        cfg = cfg.with_overrides(["mask_tracks.allow_random_weights=true"], source="tiny SAM2 without a checkpoint")
+    return cfg
 
 
 @annotate_app.command("track")
 def track(split: Path = typer.Argument(..., help="Split whose prompted objects lack mask tracks (updated in place)"),
           prompts: Optional[Path] = typer.Option(None, "--prompts", help="Prompts file (default SPLIT/prompts.json)"),
           sam2: Optional[str] = typer.Option(None, "--sam2", help="SAM2 checkpoint (.pt/.safetensors, path or s3://)"),
-          sam2_config: str = typer.Option("large", "--sam2-config", help="large | tiny (random weights) | YAML"),
-          device: str = typer.Option("cpu", "--device", help="Torch device, e.g. cuda"),
-          config: Optional[Path] = typer.Option(None, "--config", help="YAML AnnotateConfig (its 'tracking')"),
+          sam2_config: Optional[str] = typer.Option(None, "--sam2-config",
+                                                    help="large (default) | tiny (random weights) | YAML"),
+          device: Optional[str] = typer.Option(None, "--device", help="Torch device, e.g. cuda (default cpu)"),
+          config: str = typer.Option("default", "--config", help="AnnotateConfig (its mask_tracks section): "
+                                     "shipped name or YAML path"),
+          set_: list[str] = _SET,
           progress: bool = typer.Option(True, "--progress/--no-progress")) -> None:
     """Stage 0 alone: SAM2 mask tracks for prompted objects, written into SPLIT/mask_dict.json (resumable)."""
-    from reviosa.annotate.config import AnnotateConfig, AnnotateConfigError
+    from reviosa.annotate.mask_tracks import TRACKS_DIR, track_split
     from reviosa.annotate.prompts_file import PROMPTS_FILE, load_prompts
-    from reviosa.annotate.tracking import TRACKS_DIR, track_split
     from reviosa.data.format import DatasetError, InterRVOSDataset
 
+    cfg = _annotate_config(config, set_, _mask_track_flags(prompts, sam2, sam2_config, device)).mask_tracks
     try:
-        cfg = AnnotateConfig.from_yaml(config) if config is not None else AnnotateConfig()
-        cfg = _with_tracking(cfg, prompts, sam2, sam2_config, device)
         ds = InterRVOSDataset.load(split)
-        path = Path(cfg.tracking.prompts) if cfg.tracking.prompts else split / PROMPTS_FILE
-        tracks, counts = track_split(ds, load_prompts(path), cfg.tracking, split / TRACKS_DIR, progress=progress)
+        path = Path(cfg.prompts) if cfg.prompts else split / PROMPTS_FILE
+        tracks, counts = track_split(ds, load_prompts(path), cfg, split / TRACKS_DIR, progress=progress)
         ds.mask_dict.update(tracks)
         ds.save()
-    except (AnnotateConfigError, DatasetError, ValueError) as err:
+    except (DatasetError, ValueError) as err:
         typer.secho(f"error: {err}", fg="red", err=True)
         raise typer.Exit(1) from None
     typer.echo(json.dumps(counts, indent=1))

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from reviosa.cli.options import SET_HELP, load_config
+
 data_app = typer.Typer(help="InterRVOS datasets: validate, inspect, extract clips.", no_args_is_help=True)
 
 
@@ -41,15 +43,18 @@ def stats(split: Path = typer.Argument(..., help="Split folder")) -> None:
 @data_app.command("extract-clips")
 def extract_clips(video: list[Path] = typer.Argument(..., help="Source video files"),
                   out: Path = typer.Option(..., "--out", help="Folder for <name>_bNNN/<frame>.jpg clips"),
-                  bin_frames: int = typer.Option(1000, help="Bin length in frames"),
-                  clip_frames: int = typer.Option(500, help="Frames kept from the start of each bin"),
-                  bins: str = typer.Option("first_last", help="'first_last' (paper) or 'all'"),
-                  min_clip_frames: int = typer.Option(1, help="Drop clips shorter than this")) -> None:
+                  config: str = typer.Option("paper", "--config", help="ClipConfig: shipped name or YAML path"),
+                  set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+                  bin_frames: int | None = typer.Option(None, help="Bin length in frames (--set bin_frames=N)"),
+                  clip_frames: int | None = typer.Option(None, help="Frames kept from the start of each bin"),
+                  bins: str | None = typer.Option(None, help="'first_last' (paper) or 'all'"),
+                  min_clip_frames: int | None = typer.Option(None, help="Drop clips shorter than this")) -> None:
     """Cut clips from long videos as the paper's Appendix D.3 (resumable)."""
     from reviosa.data.clips import ClipConfig
     from reviosa.data.clips import extract_clips as run
 
-    cfg = ClipConfig(bin_frames=bin_frames, clip_frames=clip_frames, bins=bins, min_clip_frames=min_clip_frames)
+    cfg = load_config(ClipConfig, config, set_, {"bin_frames": bin_frames, "clip_frames": clip_frames, "bins": bins,
+                                                 "min_clip_frames": min_clip_frames})
     for v in video:
         for name, frames in run(v, out, cfg).items():
             typer.echo(f"{name}: {len(frames)} frames")

@@ -8,7 +8,8 @@ import typer
 
 from reviosa.cli.data import data_app
 
-_CONFIG = typer.Option(None, "--config", help="Storage YAML (default: $REVIOSA_STORAGE_CONFIG or the local stack)")
+_CONFIG = typer.Option(None, "--config", help="Storage config, YAML path or shipped name (default: "
+                                             "$REVIOSA_STORAGE_CONFIG, else the local stack's, else the shipped one)")
 _ROOT = typer.Option(None, "--repo", help="Git + DVC repository holding data/ and data.dvc (default: the one "
                                            "containing the working directory)")
 
@@ -17,11 +18,21 @@ def register(app: typer.Typer) -> None:
     """Commands join the existing ``data`` group (registered by ``reviosa.cli.data``)."""
 
 
+def _storage(config: Path | None):
+    from reviosa.config import ConfigError
+    from reviosa.storage.config import load_storage_config
+
+    try:
+        return load_storage_config(config)
+    except ConfigError as err:
+        raise typer.BadParameter(str(err), param_hint="--config") from None
+
+
 def _repo(root: Path | None, config: Path | None):
-    from reviosa.storage.config import load_storage_config, repo_root
+    from reviosa.storage.config import repo_root
     from reviosa.storage.dataversions import DataRepo
 
-    return DataRepo(root or repo_root(), load_storage_config(config))
+    return DataRepo(root or repo_root(), _storage(config))
 
 
 def _fail(err: Exception) -> None:
@@ -85,12 +96,12 @@ def get(rev: str = typer.Argument(..., help="Version tag or git revision"),
         path: str = typer.Option("data", "--path", help="Path inside the repository"),
         config: Path | None = _CONFIG) -> None:
     """Download a version without checking it out (for pipeline steps)."""
-    from reviosa.storage.config import load_storage_config
     from reviosa.storage.dataversions import get_version
     from reviosa.storage.errors import StorageError
 
+    storage = _storage(config)
     try:
-        get_version(repo, rev, out, load_storage_config(config), path)
+        get_version(repo, rev, out, storage, path)
     except StorageError as err:
         _fail(err)
     typer.echo(f"{path}@{rev} -> {out}")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from reviosa.cli.options import SET_HELP, load_config
+
 
 def register(app: typer.Typer) -> None:
     """Attach the ``evaluate`` command."""
@@ -17,26 +19,21 @@ def evaluate(
     predictions: Path = typer.Option(..., "--predictions",
                                      help="Prediction folder: <video>/<exp_id>/actor|target/<frame>.png"),
     out: Path | None = typer.Option(None, "--out", help="Output folder [default: <predictions>-eval beside it]"),
-    config: Path | None = typer.Option(None, "--config", help="EvalConfig YAML; flags below override it"),
-    workers: int | None = typer.Option(None, "--workers", help="Worker processes (0 = all cores)"),
+    config: str = typer.Option("default", "--config", help="EvalConfig: shipped name or YAML path"),
+    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    workers: int | None = typer.Option(None, "--workers", help="Worker processes (0 = all cores); --set workers=N"),
     bound_th: float | None = typer.Option(None, "--bound-th", help="F tolerance (fraction of diagonal, or px >= 1)"),
     name: str | None = typer.Option(None, "--name", help="Method name in the table [default: predictions folder]"),
     progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Progress bar"),
 ) -> None:
     """J, F, J&F for InterRVOS-Actor, InterRVOS-Target and RVOS; writes CSV, JSON and a J&F histogram."""
     from reviosa.data.format import DatasetError, InterRVOSDataset
-    from reviosa.evaluate.config import EvalConfig, EvalConfigError
+    from reviosa.evaluate.config import EvalConfig
     from reviosa.evaluate.predictions import PredictionError
     from reviosa.evaluate.protocol import evaluate_split
     from reviosa.evaluate.report import format_table, write_outputs
 
-    overrides = {"workers": workers, "bound_th": bound_th, "progress": progress}
-    try:
-        cfg = (EvalConfig.from_yaml(config, **overrides) if config
-               else EvalConfig(**{k: v for k, v in overrides.items() if v is not None}))
-    except (EvalConfigError, ValueError) as err:
-        typer.echo(f"error: invalid evaluation config: {err}", err=True)
-        raise typer.Exit(2) from None
+    cfg = load_config(EvalConfig, config, set_, {"workers": workers, "bound_th": bound_th, "progress": progress})
     try:
         ds = InterRVOSDataset.load(data)
     except DatasetError as err:

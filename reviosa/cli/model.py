@@ -44,15 +44,16 @@ def predict(model: str = typer.Option(..., "--model", help="Checkpoint folder or
             device: str = typer.Option("cpu", "--device")) -> None:
     """Segment the actor (and target) of an expression: masks in the prediction layout plus an overlay."""
     from reviosa.evaluate.predictions import write_track
-    from reviosa.model.checkpoint import CheckpointError, from_pretrained
+    from reviosa.model.errors import CheckpointError
     from reviosa.model.inference import predict_video
-    from reviosa.model.overlay import overlay_frames, write_overlay
+    from reviosa.model.modeling import ReviosaModel
+    from reviosa.visualize.overlay import overlay_frames, write_overlay
 
     if overlay not in ("gif", "mp4", "none"):
         raise typer.BadParameter("must be gif, mp4 or none", param_hint="--overlay")
     names, frames = _read_video(video)
     try:
-        net = from_pretrained(model, device=device)
+        net = ReviosaModel.from_pretrained(model, device=device)
     except CheckpointError as err:
         raise typer.BadParameter(str(err), param_hint="--model") from None
     pred = predict_video(net, frames, expression, answer=answer)
@@ -83,12 +84,13 @@ def select_heads(data: Path = typer.Option(..., "--data", help="Split folder (In
     import numpy as np
     import torch
 
+    from reviosa.config import ConfigError
     from reviosa.data.format import DatasetError, InterRVOSDataset
+    from reviosa.model.aml_heads import format_table, save_plots
+    from reviosa.model.aml_heads import select_heads as run_selection
     from reviosa.model.batch import collate, random_training_sample
-    from reviosa.model.checkpoint import build_model, from_pretrained
-    from reviosa.model.config import ModelConfig, ModelConfigError
-    from reviosa.model.heads import format_table, save_plots
-    from reviosa.model.heads import select_heads as run_selection
+    from reviosa.model.config import ModelConfig
+    from reviosa.model.modeling import ReviosaModel
 
     try:
         ds = InterRVOSDataset.load(data)
@@ -96,8 +98,8 @@ def select_heads(data: Path = typer.Option(..., "--data", help="Split folder (In
         raise typer.BadParameter(str(err), param_hint="--data") from None
     torch.manual_seed(seed)
     try:
-        net = from_pretrained(model) if model else build_model(ModelConfig.from_yaml(config))
-    except ModelConfigError as err:
+        net = ReviosaModel.from_pretrained(model) if model else ReviosaModel.from_config(ModelConfig.from_yaml(config))
+    except ConfigError as err:
         raise typer.BadParameter(str(err), param_hint="--config") from None
     rng = np.random.default_rng(seed)
     videos = [v for v in ds.videos.values() if v.expressions]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
+
+from reviosa.cli.options import SET_HELP, load_config
 
 
 def register(app: typer.Typer) -> None:
@@ -13,7 +13,8 @@ def register(app: typer.Typer) -> None:
 
 
 def serve(model: str = typer.Option(None, "--model", help="Checkpoint folder or s3:// URI (save_pretrained)"),
-          config: Path = typer.Option(None, "--config", help="YAML with a `serve:` section"),
+          config: str = typer.Option("default", "--config", help="ServeConfig: shipped name or YAML path"),
+          set_: list[str] = typer.Option([], "--set", help=SET_HELP),
           port: int = typer.Option(None, "--port", help="HTTP port (default 8080)"),
           host: str = typer.Option("127.0.0.1", "--host", help="Bind address; 0.0.0.0 only inside a pod"),
           name: str = typer.Option(None, "--name", help="Model name in the URLs (default reviosa)"),
@@ -24,17 +25,21 @@ def serve(model: str = typer.Option(None, "--model", help="Checkpoint folder or 
     """Serve a ReVIOSa checkpoint: POST /v2/models/<name>/infer or /v1/models/<name>:predict; GET .../ready."""
     import logging
 
-    from reviosa.model.checkpoint import CheckpointError
-    from reviosa.serve.config import ServeConfig, ServeConfigError
+    from reviosa.model.errors import CheckpointError
     from reviosa.serve.server import serve as run_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        cfg = ServeConfig.from_yaml(config, model_uri=model, http_port=port, host=host, model_name=name,
-                                    allowed_url_prefixes=allow_url or None, max_frames=max_frames, device=device)
-    except ServeConfigError as err:
-        raise typer.BadParameter(str(err)) from None
+    cfg = serve_config(model, config, set_, port, host, name, allow_url, max_frames, device)
     try:
         run_server(cfg)
     except CheckpointError as err:
         raise typer.BadParameter(str(err), param_hint="--model") from None
+
+
+def serve_config(model, config, set_, port, host, name, allow_url, max_frames, device):
+    """The ServeConfig the command's options name (the flags are shorthand for ``--set``; ``--set`` wins)."""
+    from reviosa.serve.config import ServeConfig
+
+    return load_config(ServeConfig, config, set_, {"model_uri": model, "http_port": port, "host": host,
+                                                   "model_name": name, "allowed_url_prefixes": allow_url or None,
+                                                   "max_frames": max_frames, "device": device})

@@ -22,7 +22,7 @@ def up(s3_port: int = typer.Option(8333, help="S3 port (0 = any free port)"),
        mlflow: bool = typer.Option(True, "--mlflow/--no-mlflow", help="Also start the MLflow server"),
        state_dir: Path | None = _STATE) -> None:
     """Start the stack (idempotent); credentials are generated once and kept in the state folder."""
-    from reviosa.storage import stack
+    from reviosa.services import stack
     from reviosa.storage.errors import StorageError
 
     try:
@@ -38,7 +38,7 @@ def up(s3_port: int = typer.Option(8333, help="S3 port (0 = any free port)"),
 @services_app.command("down")
 def down(state_dir: Path | None = _STATE) -> None:
     """Stop every server the state folder records."""
-    from reviosa.storage import stack
+    from reviosa.services import stack
 
     stopped = stack.down(state_dir)
     typer.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
@@ -47,7 +47,7 @@ def down(state_dir: Path | None = _STATE) -> None:
 @services_app.command("status")
 def status(state_dir: Path | None = _STATE) -> None:
     """Show each server's URL and health; exit 1 if any recorded server is down."""
-    from reviosa.storage import stack
+    from reviosa.services import stack
 
     info = stack.status(state_dir)
     if not info:
@@ -65,7 +65,7 @@ def status(state_dir: Path | None = _STATE) -> None:
 @services_app.command("env")
 def env(state_dir: Path | None = _STATE) -> None:
     """Print ``export`` lines for the stack (``eval "$(reviosa services env)"``)."""
-    from reviosa.storage import stack
+    from reviosa.services import stack
 
     st = stack.load_state(state_dir)
     if "s3" not in st.servers:

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from reviosa.cli.data import data_app
+from reviosa.cli.options import SET_HELP, load_config
 
 
 def register(app: typer.Typer) -> None:
@@ -46,29 +47,26 @@ def _parse_counts(videos: str, names: list[str]) -> list[int]:
 def synth(out: Path = typer.Option(..., "--out", help="Split folder (or parent folder with --split-names)"),
           videos: str = typer.Option("200", "--videos", help="Videos per split: N, or N1,N2 with --split-names"),
           seed: int = typer.Option(0, "--seed", help="Split seed: same seed, byte-identical output"),
-          config: Path | None = typer.Option(None, "--config", help="YAML config (default: the shipped one)"),
-          frames: int | None = typer.Option(None, "--frames", help="Frames per video (overrides the config)"),
-          size: str | None = typer.Option(None, "--size", help="Frame size N or HxW (overrides the config)"),
+          config: str = typer.Option("default", "--config", help="SyntheticConfig: shipped name or YAML path"),
+          set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+          frames: int | None = typer.Option(None, "--frames", help="Frames per video (--set frames=N)"),
+          size: str | None = typer.Option(None, "--size", help="Frame size N or HxW (--set height=H --set width=W)"),
           split_names: str | None = typer.Option(None, "--split-names",
                                                  help="Comma list, e.g. train,val: writes OUT/<name>/ per split"),
           workers: int = typer.Option(0, "--workers", min=0,
                                       help="Processes rendering videos in parallel (0: one per CPU, at most 4)"),
           quiet: bool = typer.Option(False, "--quiet", help="No progress bar")) -> None:
     """Generate a synthetic interaction-world split with exact masks, scene graphs and expressions."""
-    from reviosa.data.synthetic import SyntheticConfigError, generate_split, load_config, split_stats
+    from reviosa.data.synthetic import SyntheticConfig, generate_split, split_stats
 
     names = [n.strip() for n in split_names.split(",")] if split_names else []
     if any(not n or "/" in n or n.startswith(".") for n in names) or len(set(names)) != len(names):
         raise typer.BadParameter(f"split names must be distinct plain folder names, got {split_names!r}")
     counts = _parse_counts(videos, names)
-    overrides: dict[str, object] = {"frames": frames}
+    flags: dict[str, object] = {"frames": frames}
     if size is not None:
-        overrides["height"], overrides["width"] = _parse_size(size)
-    try:
-        cfg = load_config(config, **overrides)
-    except SyntheticConfigError as err:
-        typer.secho(str(err), fg="red", err=True)
-        raise typer.Exit(2) from None
+        flags["height"], flags["width"] = _parse_size(size)
+    cfg = load_config(SyntheticConfig, config, set_, flags)
     if workers == 0:
         workers = max(1, min(os.cpu_count() or 1, 4))
     plan = list(zip(names, counts)) if names else [("", counts[0])]

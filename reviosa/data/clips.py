@@ -9,28 +9,30 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+from pydantic import Field, model_validator
 from tqdm import tqdm
 
+from reviosa.config import Config
 from reviosa.data.video import decode_video, write_jpeg
 
 
-@dataclass(frozen=True)
-class ClipConfig:
-    """Clip extraction settings; defaults follow the paper."""
+class ClipConfig(Config):
+    """Clip extraction settings; defaults follow the paper (``configs/paper.yaml``)."""
 
-    bin_frames: int = 1000
-    clip_frames: int = 500
-    bins: str = "first_last"  # "first_last" as in the paper, or "all"
-    min_clip_frames: int = 1  # drop clips shorter than this (e.g. a short trailing bin)
+    shipped_dir = Path(__file__).with_name("configs")
 
-    def __post_init__(self) -> None:
-        if self.bin_frames < 1 or self.clip_frames < 1 or self.min_clip_frames < 1:
-            raise ValueError("bin_frames, clip_frames and min_clip_frames must be >= 1")
+    bin_frames: int = Field(1000, ge=1, description="bin length in frames")
+    clip_frames: int = Field(500, ge=1, description="frames kept from the start of each used bin")
+    bins: Literal["first_last", "all"] = Field("first_last", description="first_last as in the paper, or all")
+    min_clip_frames: int = Field(1, ge=1, description="drop clips shorter than this (e.g. a short trailing bin)")
+
+    @model_validator(mode="after")
+    def _clip_fits_bin(self) -> "ClipConfig":
         if self.clip_frames > self.bin_frames:
             raise ValueError(f"clip_frames ({self.clip_frames}) cannot exceed bin_frames ({self.bin_frames})")
-        if self.bins not in ("first_last", "all"):
-            raise ValueError(f"bins must be 'first_last' or 'all', got {self.bins!r}")
+        return self
 
 
 @dataclass(frozen=True)

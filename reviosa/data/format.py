@@ -29,6 +29,7 @@ import numpy as np
 
 from reviosa.data.atomic import atomic_write_text
 from reviosa.data.rle import RLE, decode_rle
+from reviosa.data.video import VideoDecodeError, decode_video, read_image
 
 META_FILE = "meta_expressions.json"
 MASK_FILE = "mask_dict.json"
@@ -287,14 +288,36 @@ class InterRVOSDataset:
                     video.height, video.width = map(int, first["size"])
                     break
             else:
-                from reviosa.data.video import read_frame
-                h, w = read_frame(self, video, 0).shape[:2]
+                h, w = self.read_frame(video, 0).shape[:2]
                 video.height, video.width = h, w
         return int(video.height), int(video.width)
 
     def frame_path(self, video: Video, frame: str) -> Path:
         """Path of one JPEG frame of a frame-folder video."""
         return self.root / FRAMES_DIR / video.name / f"{frame}.jpg"
+
+    def read_frame(self, video: Video, index: int) -> np.ndarray:
+        """One RGB frame of a video, by position in its frame list."""
+        if video.video_file is not None:
+            path = self.root / video.video_file
+            frame = next(decode_video(path, start=index, stop=index + 1), None)
+            if frame is None:
+                raise VideoDecodeError(f"{path}: has no frame {index}")
+            return frame
+        return read_image(self.frame_path(video, video.frames[index]))
+
+    def read_frames(self, video: Video, indices: list[int] | None = None) -> np.ndarray:
+        """RGB frames (T, H, W, 3) of a video; all frames unless ``indices`` is given."""
+        indices = list(range(video.num_frames)) if indices is None else list(indices)
+        if video.video_file is not None:
+            path = self.root / video.video_file
+            wanted = set(indices)
+            got = {i: f for i, f in enumerate(decode_video(path, stop=max(indices) + 1)) if i in wanted}
+            missing = [i for i in indices if i not in got]
+            if missing:
+                raise VideoDecodeError(f"{path}: frames {missing[:5]} could not be decoded")
+            return np.stack([got[i] for i in indices])
+        return np.stack([read_image(self.frame_path(video, video.frames[i])) for i in indices])
 
     def stats(self) -> dict[str, int]:
         """Counts of videos, frames, objects and expressions per type."""

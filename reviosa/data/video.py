@@ -1,19 +1,15 @@
-"""Reading and writing video frames: JPEG folders and video files (decoded with PyAV)."""
+"""Video and image codecs: decode and encode video files (PyAV), read and write single images. No dataset logic."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from reviosa.data.atomic import atomic_write_bytes
-
-if TYPE_CHECKING:
-    from reviosa.data.format import InterRVOSDataset, Video
 
 
 class VideoDecodeError(ValueError):
@@ -92,27 +88,3 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             return np.asarray(im.convert("RGB"))
     except (OSError, SyntaxError) as err:
         raise VideoDecodeError(f"{path}: cannot decode image ({err})") from None
-
-
-def read_frame(dataset: "InterRVOSDataset", video: "Video", index: int) -> np.ndarray:
-    """One RGB frame of a dataset video, by position in its frame list."""
-    if video.video_file is not None:
-        frame = next(decode_video(dataset.root / video.video_file, start=index, stop=index + 1), None)
-        if frame is None:
-            raise VideoDecodeError(f"{dataset.root / video.video_file}: has no frame {index}")
-        return frame
-    return read_image(dataset.frame_path(video, video.frames[index]))
-
-
-def read_frames(dataset: "InterRVOSDataset", video: "Video", indices: list[int] | None = None) -> np.ndarray:
-    """RGB frames (T, H, W, 3) of a dataset video; all frames unless ``indices`` is given."""
-    indices = list(range(video.num_frames)) if indices is None else list(indices)
-    if video.video_file is not None:
-        wanted = set(indices)
-        got = {i: f for i, f in enumerate(decode_video(dataset.root / video.video_file, stop=max(indices) + 1))
-               if i in wanted}
-        missing = [i for i in indices if i not in got]
-        if missing:
-            raise VideoDecodeError(f"{dataset.root / video.video_file}: frames {missing[:5]} could not be decoded")
-        return np.stack([got[i] for i in indices])
-    return np.stack([read_image(dataset.frame_path(video, video.frames[i])) for i in indices])

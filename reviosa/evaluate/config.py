@@ -1,23 +1,19 @@
-"""Typed settings of an evaluation run, loaded from YAML; CLI flags override the file."""
+"""Typed settings of an evaluation run (``configs/default.yaml`` ships here); ``--set`` overrides the file."""
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from reviosa.yamlconfig import load_yaml_config
-
-
-class EvalConfigError(ValueError):
-    """An evaluation config is invalid; the message names the file and the fields."""
+from reviosa.config import Config
 
 
-class EvalConfig(BaseModel):
+class EvalConfig(Config):
     """Metric tolerance, parallelism and output settings of ``evaluate_split``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    shipped_dir = Path(__file__).with_name("configs")
 
     bound_th: float = Field(0.008, ge=0, description="F tolerance: fraction of the image diagonal, or pixels if >= 1")
     workers: int = Field(0, ge=0, description="worker processes; 0 = all cores")
@@ -32,8 +28,3 @@ class EvalConfig(BaseModel):
         if v >= 1 and v != int(v):
             raise ValueError("a bound_th >= 1 is a radius in pixels and must be whole")
         return v
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike, **overrides: object) -> "EvalConfig":
-        """Load a YAML file; keyword overrides that are not None win over the file."""
-        return load_yaml_config(cls, path, EvalConfigError, "evaluation config", **overrides)

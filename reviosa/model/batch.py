@@ -92,10 +92,8 @@ def build_sample(cfg: ModelConfig, tokenizer, frames: np.ndarray, expressions: l
 def sample_from_dataset(cfg: ModelConfig, tokenizer, dataset, video, exp_ids: list[str],
                         frame_indices: list[int]) -> ReviosaSample:
     """A sample of the given expressions of a dataset video at the given frames, with GT masks."""
-    from reviosa.data.video import read_frames
-
     exps = [video.expressions[e] for e in exp_ids]
-    frames = read_frames(dataset, video, frame_indices)
+    frames = dataset.read_frames(video, frame_indices)
     act = np.stack([dataset.union_masks(video, e.anno_ids)[frame_indices] for e in exps])
     tar = np.stack([dataset.union_masks(video, e.target_anno_ids)[frame_indices] for e in exps])
     return build_sample(cfg, tokenizer, frames, [e.text for e in exps], [e.has_target for e in exps], act, tar,

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from reviosa.yamlconfig import load_yaml_config, shipped_or_path
+from reviosa.config import Config
 
 CONFIG_DIR = Path(__file__).with_name("configs")
 
 
-class ModelConfigError(ValueError):
-    """A model config is invalid; the message names the file (if any) and the fields."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class VisionConfig(_Strict):
+class VisionConfig(Config):
     """InternViT vision tower (frozen)."""
 
     hidden_size: int = 1024
@@ -33,7 +23,7 @@ class VisionConfig(_Strict):
     patch_size: int = 14
 
 
-class TextConfig(_Strict):
+class TextConfig(Config):
     """Qwen2 language model (LoRA-adapted)."""
 
     hidden_size: int = 896
@@ -51,7 +41,7 @@ class TextConfig(_Strict):
                                      "the projector (not the vision tower); unused with pretrained weights")
 
 
-class MLLMConfig(_Strict):
+class MLLMConfig(Config):
     """The InternVL-2.5 half: random architecture from the fields below, or real weights from ``pretrained``."""
 
     pretrained: str | None = Field(None, description="HF-format InternVL-2.5 folder or s3:// URI; None = random")
@@ -72,7 +62,7 @@ class MLLMConfig(_Strict):
         return int(round(self.tokens_per_frame ** 0.5))
 
 
-class SAM2Config(_Strict):
+class SAM2Config(Config):
     """The SAM2 half (``sam2`` package classes); defaults are ``sam2_hiera_l`` (SAM2 v1 Hiera-L)."""
 
     checkpoint: str | None = Field(None, description="sam2_hiera_large.pt / .safetensors path or s3:// URI")
@@ -108,7 +98,7 @@ class SAM2Config(_Strict):
         return self
 
 
-class LoRASettings(_Strict):
+class LoRASettings(Config):
     """LoRA on every linear layer of the language model (not the vision tower or projector)."""
 
     r: int = 128
@@ -119,14 +109,17 @@ class LoRASettings(_Strict):
     train_lm_head: bool = Field(False, description="train every lm_head row, not only the new tokens' (untied only)")
 
 
-class LossConfig(_Strict):
+class LossConfig(Config):
     """Loss weights and the AML layer/head pairs (0-based HF indices)."""
 
     bce_weight: float = 2.0
     dice_weight: float = 0.5
     text_weight: float = 1.0
-    aml_weight: float = 1.0
-    aml_heads: list[tuple[int, int]] = [(22, 5), (22, 7), (22, 10), (22, 11)]
+    # AML is switched off one way only, by naming no heads: then no attention is computed at all.
+    aml_weight: float = Field(1.0, gt=0, description="weight of the attention-mask loss (to switch AML off, empty "
+                              "aml_heads)")
+    aml_heads: list[tuple[int, int]] = Field([(22, 5), (22, 7), (22, 10), (22, 11)],
+                                             description="(layer, head) pairs AML supervises; [] = no AML")
     # One sampled pixel per patch misses objects smaller than a patch (tiny 4x4 grid: 2/3 of frames showing them).
     aml_patch_rule: Literal["nearest", "any"] = Field("nearest", description="AML target per vision patch: the "
                                                       "official nearest sample, or any object pixel in the patch")
@@ -135,7 +128,7 @@ class LossConfig(_Strict):
     importance_sample_ratio: float = 0.75
 
 
-class PromptConfig(_Strict):
+class PromptConfig(Config):
     """Question/answer wording of the chat turns (training and inference use the same template)."""
 
     question: str = ("Please segment {expression} in this video. If both a subject and an object are present, "
@@ -144,7 +137,7 @@ class PromptConfig(_Strict):
     answer_interaction: str = "Sure, it is [SEG_ACT] and [SEG_TAR]."
 
 
-class InferenceConfig(_Strict):
+class InferenceConfig(Config):
     """Video inference: key frames for the MLLM (also SAM2's conditioning frames) and generation length."""
 
     key_frames: int = Field(5, ge=1)
@@ -154,8 +147,10 @@ class InferenceConfig(_Strict):
     memory: bool = Field(True, description="track with SAM2 memory from the key frames; false: prompt every frame")
 
 
-class ModelConfig(_Strict):
+class ModelConfig(Config):
     """Everything that shapes a ReVIOSa model; one object flows from YAML to the model, trainer and server."""
+
+    shipped_dir = CONFIG_DIR
 
     name: str = "reviosa"
     mllm: MLLMConfig = MLLMConfig()
@@ -166,6 +161,9 @@ class ModelConfig(_Strict):
     inference: InferenceConfig = InferenceConfig()
     train_frames: int = Field(4, ge=1, description="frames per training sample")
     projection_dropout: float = 0.0
+    # Table 4 (i)/(ii): one [SEG] for both roles. The [SEG_TAR] row is tied to [SEG_ACT]'s, so the two tokens differ
+    # only by position; the answer text still has two of them, which is what lets the ablation reuse the data.
+    shared_seg_token: bool = Field(False, description="ablation: [SEG_TAR] shares [SEG_ACT]'s embedding")
 
     @model_validator(mode="after")
     def _heads_exist(self) -> "ModelConfig":
@@ -180,17 +178,3 @@ class ModelConfig(_Strict):
         if t.num_attention_heads % t.num_key_value_heads:
             raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
         return self
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike, **overrides: object) -> "ModelConfig":
-        """Load a YAML config (a name such as ``tiny`` means the shipped ``configs/tiny.yaml``)."""
-        return load_yaml_config(cls, resolve_config_path(path), ModelConfigError, "model config", **overrides)
-
-    def to_yaml(self) -> str:
-        """The config as YAML text (round-trips through ``from_yaml``)."""
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
-
-
-def resolve_config_path(path: str | os.PathLike) -> Path:
-    """A config file path, or the shipped config of that name (``tiny``, ``1b``, ``4b``)."""
-    return shipped_or_path(path, CONFIG_DIR, ModelConfigError, "model config")

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from reviosa.data.atomic import replace_dir
-from reviosa.model.checkpoint import CheckpointError
+from reviosa.model.errors import CheckpointError
 
 SOURCE_MODEL_TYPE = "internvl_chat"
 INDEX_FILE = "model.safetensors.index.json"

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from reviosa.model.config import ModelConfig
+from reviosa.model.convert import ensure_hf_internvl
 from reviosa.model.tokenizer import IMG_CONTEXT, SEG_TOKENS, add_seg_tokens, build_tiny_tokenizer
 
 _MEAN = (0.485, 0.456, 0.406)
@@ -43,8 +44,6 @@ def build_mllm(cfg: ModelConfig, local_path: str | Path | None = None):
     from transformers import AutoTokenizer, InternVLForConditionalGeneration
 
     if local_path is not None:
-        from reviosa.model.convert import ensure_hf_internvl
-
         # Original OpenGVLab (remote-code) folders are converted once into a cache keyed by their content.
         local_path = ensure_hf_internvl(local_path)
         _check_hf_internvl(Path(local_path))

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reviosa.model import checkpoint
 from reviosa.model import sam as sam_ops
 from reviosa.model.attention import special_token_attention
 from reviosa.model.batch import ReviosaBatch
 from reviosa.model.config import ModelConfig
 from reviosa.model.losses import attention_bce, mask_losses, patch_masks
-from reviosa.model.tokenizer import IMG_CONTEXT, SEG_ACT, SEG_TAR, token_ids
+from reviosa.model.mllm import add_lora, build_mllm
+from reviosa.model.shared_token import tie_seg_tokens
+from reviosa.model.tokenizer import IMG_CONTEXT, SEG_ACT, SEG_TAR, SEG_TOKENS, token_ids
 
 
 @dataclass
@@ -64,17 +70,41 @@ class ReviosaModel(nn.Module):
         _check_answer_fits(config, tokenizer)
 
     @classmethod
-    def from_pretrained(cls, path_or_uri, **kwargs) -> "ReviosaModel":
-        """Load a checkpoint folder or ``s3://`` URI written by ``save_pretrained``."""
-        from reviosa.model.checkpoint import from_pretrained
+    def from_config(cls, cfg: ModelConfig, *, device: str | torch.device = "cpu",
+                    load_base: bool = True) -> "ReviosaModel":
+        """A model from a config: real weights where the config names them (unless ``load_base`` is off), random
+        elsewhere."""
+        mllm_path = checkpoint.fetch(cfg.mllm.pretrained) if (cfg.mllm.pretrained and load_base) else None
+        base, tokenizer = build_mllm(cfg, mllm_path)
+        base.requires_grad_(False)
+        seg_ids = [tokenizer.convert_tokens_to_ids(t) for t in SEG_TOKENS]
+        mllm = add_lora(base, cfg, seg_ids)
+        sam = sam_ops.build_sam2(cfg.sam2)
+        if cfg.sam2.checkpoint and load_base:
+            checkpoint.load_sam2_weights(sam, cfg.sam2.checkpoint)
+        sam_ops.freeze_for_training(sam)
+        model = cls(cfg, mllm, tokenizer, sam)
+        if cfg.shared_seg_token:
+            tie_seg_tokens(model)
+        return model.to(device)
 
-        return from_pretrained(path_or_uri, **kwargs)
+    @classmethod
+    def from_pretrained(cls, path_or_uri: str | os.PathLike, *, device: str | torch.device = "cpu",
+                        cache_dir: str | os.PathLike | None = None, config: ModelConfig | None = None,
+                        overrides: Sequence[str] = ()) -> "ReviosaModel":
+        """Load a folder or ``s3://`` URI written by ``save_pretrained`` (safetensors only).
 
-    def save_pretrained(self, directory):
-        """Write config, tokenizer and safetensors weights to ``directory`` (atomically)."""
-        from reviosa.model.checkpoint import save_pretrained
+        ``config`` replaces the saved config and ``overrides`` (``key=value``) change it; the weights must fit the
+        model it describes (a changed shape is a ``CheckpointError`` naming the weight).
+        """
+        saved = checkpoint.read_pretrained(path_or_uri, cache_dir=cache_dir, config=config, overrides=overrides)
+        model = cls.from_config(saved.config, load_base=True)
+        checkpoint.load_weights(model, saved)
+        return model.to(device)
 
-        return save_pretrained(self, directory)
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write config, tokenizer and safetensors weights to ``directory`` (atomically); returns its path."""
+        return checkpoint.save_pretrained(self, directory)
 
     @property
     def lm(self):
@@ -88,9 +118,10 @@ class ReviosaModel(nn.Module):
 
     def forward(self, batch: ReviosaBatch) -> ReviosaOutput:
         """Teacher-forced pass: LM loss, masks for every special token on every frame, mask and attention losses."""
+        # Every layer's hidden states only when AML reads attention from them; without heads none is computed.
         out = self.lm.model(input_ids=batch.input_ids, pixel_values=batch.pixel_values,
                             attention_mask=batch.attention_mask, position_ids=batch.position_ids,
-                            output_hidden_states=True, use_cache=False)
+                            output_hidden_states=bool(self.config.loss.aml_heads), use_cache=False)
         last = out.last_hidden_state
         losses: dict[str, torch.Tensor] = {"text": self._text_loss(last, batch.labels)}
         tokens = self._seg_tokens(batch)

@@ -5,9 +5,12 @@ from __future__ import annotations
 #: Node label and taint of the GPU pool (``infra/terraform`` creates the pool with both).
 GPU_POOL_LABEL = ("reviosa.io/pool", "gpu")
 GPU_TAINT_KEY = "nvidia.com/gpu"
-#: Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and config map with endpoints (``manifests/base``).
+#: Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, and the config map holding ``storage.yaml`` (the
+#: cluster's StorageConfig) and MLFLOW_TRACKING_URI (``manifests/base/storage-config.yaml``).
 S3_SECRET = "reviosa-s3"
 STORAGE_CONFIG_MAP = "reviosa-storage"
+#: where steps (and the manifests' reviosa containers) mount that config map
+STORAGE_CONFIG_DIR = "/etc/reviosa"
 
 
 def cpu(task, cpu: str = "1", memory: str = "4Gi"):
@@ -31,15 +34,22 @@ def gpu(task, gpus: int = 1, cpu: str = "8", memory: str = "48Gi"):
 
 
 def s3_env(task):
-    """Give a step the S3 credentials (secret) and the S3/MLflow endpoints (config map) of the cluster."""
+    """Give a step the cluster's storage config (mounted file), S3 credentials (secret) and MLflow URL.
+
+    The step reaches S3 only through ``load_storage_config()``, which reads the mounted ``storage.yaml``; the
+    boto variables dvc needs are derived from it in code (``StorageConfig.client_env``).
+    """
     from kfp import kubernetes
+
+    from reviosa.storage.config import CONFIG_ENV
 
     kubernetes.use_secret_as_env(task, secret_name=S3_SECRET, secret_key_to_env={
         "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"})
-    keys = ("REVIOSA_S3_ENDPOINT", "REVIOSA_S3_BUCKET", "AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL",
-            "MLFLOW_TRACKING_URI", "AWS_REQUEST_CHECKSUM_CALCULATION", "AWS_RESPONSE_CHECKSUM_VALIDATION")
+    kubernetes.use_config_map_as_volume(task, config_map_name=STORAGE_CONFIG_MAP, mount_path=STORAGE_CONFIG_DIR)
+    # The file's path comes from the config map too, like the mount it names: both are Kubernetes platform settings,
+    # which a local run (kfp.local) ignores, so there a step keeps the storage config its parent process names.
     kubernetes.use_config_map_as_env(task, config_map_name=STORAGE_CONFIG_MAP,
-                                     config_map_key_to_env={k: k for k in keys})
+                                     config_map_key_to_env={k: k for k in (CONFIG_ENV, "MLFLOW_TRACKING_URI")})
     return task
 
 

@@ -10,10 +10,9 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-DEFAULT_MODEL_NAME = "reviosa"
 
 
 def _split_stats(path: str | os.PathLike) -> dict[str, Any]:
@@ -22,13 +21,13 @@ def _split_stats(path: str | os.PathLike) -> dict[str, Any]:
     return {k: v for k, v in InterRVOSDataset.load(path).stats().items() if isinstance(v, (int, float, str))}
 
 
-def synth_split(out: str, videos: int, frames: int = 8, size: int = 64, seed: int = 0, split: str = "") -> dict:
-    """A synthetic interaction split (``reviosa data synth``), for demos and tests."""
-    from reviosa.data.synthetic.config import load_config
+def synth_split(out: str, videos: int, seed: int = 0, split: str = "", config: str = "default",
+                overrides: Sequence[str] = ()) -> dict:
+    """A synthetic interaction split (``reviosa data synth``) of world ``config`` + ``overrides``."""
+    from reviosa.data.synthetic.config import SyntheticConfig
     from reviosa.data.synthetic.writer import generate_split
 
-    cfg = load_config(frames=frames, height=size, width=size)
-    generate_split(out, cfg, videos, seed, split=split, progress=False)
+    generate_split(out, SyntheticConfig.from_yaml(config, overrides), videos, seed, split=split, progress=False)
     return _split_stats(out)
 
 
@@ -44,9 +43,9 @@ def fetch_split(source: str, out: str, repo: str = "", path: str = "") -> dict:
         return _split_stats(out_p)
     src = source.rstrip("/") + (f"/{path.strip('/')}" if path else "")
     if src.startswith("s3://"):
-        import fsspec
+        from reviosa.storage.fetch import download
 
-        fsspec.filesystem("s3").get(src + "/", str(out_p), recursive=True)
+        download(src, out_p)
     else:
         if not Path(src).is_dir():
             raise FileNotFoundError(f"split folder {src} does not exist")
@@ -58,7 +57,8 @@ def fetch_model(source: str, out: str) -> dict:
     """Copy a ``save_pretrained`` checkpoint (folder or ``s3://``) into ``out`` after checking it loads as one."""
     import yaml
 
-    from reviosa.model.checkpoint import CONFIG_FILE, TRAINABLE_FILE, CheckpointError, fetch
+    from reviosa.model.checkpoint import CONFIG_FILE, TRAINABLE_FILE, fetch
+    from reviosa.model.errors import CheckpointError
 
     src = fetch(source)
     if not (src / CONFIG_FILE).is_file() or not (src / TRAINABLE_FILE).is_file():
@@ -68,12 +68,12 @@ def fetch_model(source: str, out: str) -> dict:
     return {"source": source, "config_name": str(cfg.get("name", ""))}
 
 
-def extract_clips(videos: str, out: str, bin_frames: int = 1000, clip_frames: int = 500) -> dict:
+def extract_clips(videos: str, out: str, config: str = "paper", overrides: Sequence[str] = ()) -> dict:
     """Cut every video file of a folder into clips of JPEG frames (resumable per clip)."""
     from reviosa.data.clips import ClipConfig
     from reviosa.data.clips import extract_clips as extract
 
-    cfg = ClipConfig(bin_frames=bin_frames, clip_frames=clip_frames)
+    cfg = ClipConfig.from_yaml(config, overrides)
     files = sorted(p for p in Path(videos).iterdir() if p.suffix.lower() in (".mp4", ".mkv", ".webm", ".avi", ".mov"))
     if not files:
         raise FileNotFoundError(f"no video files (.mp4, .mkv, .webm, .avi, .mov) in {videos}")
@@ -85,7 +85,7 @@ def extract_clips(videos: str, out: str, bin_frames: int = 1000, clip_frames: in
 
 def mask_tracks(split: str) -> dict:
     """Check that every object of the split has a usable mask track (annotation stage 0's precondition)."""
-    from reviosa.annotate.tracks import check_tracks
+    from reviosa.annotate.track_check import check_tracks
     from reviosa.data.format import InterRVOSDataset
 
     ds = InterRVOSDataset.load(split)
@@ -93,17 +93,19 @@ def mask_tracks(split: str) -> dict:
     return {"videos": len(ds.videos), "objects": sum(len(v.objects) for v in ds.videos.values())}
 
 
-def annotate(split: str, out: str, backend: str = "offline", base_url: str = "", model: str = "") -> dict:
-    """Annotation stages 1-4 (scene graph → role-aware expressions) from one split into ``out``."""
+def annotate_switches(backend: str = "", base_url: str = "", model: str = "") -> list[str]:
+    """The overrides behind the annotation pipeline's UI parameters; an empty one keeps the config's value."""
+    given = {"backend": backend, "base_url": base_url, "model": model}
+    return [f"{key}={json.dumps(value)}" for key, value in given.items() if value]
+
+
+def annotate(split: str, out: str, config: str = "default", overrides: Sequence[str] = ()) -> dict:
+    """Annotation stages 1-4 (scene graph → role-aware expressions) from one split into ``out``, with AnnotateConfig
+    ``config`` (a shipped name or path) and ``overrides``."""
     from reviosa.annotate.config import AnnotateConfig
     from reviosa.annotate.pipeline import run_annotation
 
-    over: dict[str, Any] = {"backend": backend}
-    if base_url:
-        over["base_url"] = base_url
-    if model:
-        over["model"] = model
-    report = run_annotation(split, out, AnnotateConfig(**over), progress=False)
+    report = run_annotation(split, out, AnnotateConfig.from_yaml(config, overrides), progress=False)
     return {k: v for k, v in report.items() if isinstance(v, (int, float, str))}
 
 
@@ -145,42 +147,38 @@ def snapshot(split: str, repo: str, name: str, message: str) -> dict:
     return {"version": ver.tag, "md5": ver.md5}
 
 
-def train_config(train_split: str, val_split: str, out: str, model_size: str, epochs: float, aml: bool,
-                 tokens: bool, steps: int = 0, tracking_uri: str = ""):
-    """The ``TrainConfig`` a pipeline run asks for; ``epochs`` becomes optimizer steps over the split."""
-    from reviosa.data.format import InterRVOSDataset
+def train_switches(epochs: float = 0.0, aml: bool = True, tokens: bool = True, tracking_uri: str = "") -> list[str]:
+    """The overrides behind a pipeline's UI switches: length in epochs (0: the config's steps), the Table-4 row
+    that AML on/off and two tokens on/off pick, and MLflow tracking (off without a server URI)."""
+    from reviosa.train.ablation import overrides as ablation_overrides
+
+    out = [f"epochs={json.dumps(epochs)}"] if epochs else []
+    out += ablation_overrides(aml=aml, tokens=tokens)
+    out += [f"tracking.uri={json.dumps(tracking_uri)}", "tracking.enabled=true"] if tracking_uri \
+        else ["tracking.enabled=false"]
+    return out
+
+
+def train_config(train_split: str, val_split: str, work: str, config: str = "tiny", overrides: Sequence[str] = ()):
+    """The ``TrainConfig`` of a pipeline run: ``config`` + ``overrides``, placed on these splits and in ``work``
+    (validation is the pipeline's own evaluate step)."""
     from reviosa.train.config import TrainConfig
 
-    # The shipped training configs are tiny (CPU) and 1b (GPU); 4b starts from 1b's schedule.
-    base = TrainConfig.from_yaml("tiny" if model_size == "tiny" else "1b").model_dump(mode="json")
-    base["model"] = model_size
-    base["data"].update(train=train_split, val=val_split or None)
-    base["out"] = out
-    if not steps:
-        n = sum(len(v.expressions) for v in InterRVOSDataset.load(train_split).videos.values())
-        per_step = base["batch_size"] * base["grad_accum"] * base["data"]["expressions_per_sample"]
-        steps = max(1, math.ceil(epochs * n / per_step))
-    base["steps"] = steps
-    base["checkpoint"]["every"] = min(base["checkpoint"]["every"], steps)
-    base["validation"]["every"] = 0
-    if not aml:
-        base.setdefault("model_overrides", {})["loss"] = {"aml_heads": []}
-    # tokens off = the paper's single-[SEG] ablation: [SEG_TAR] shares [SEG_ACT]'s embedding.
-    base["single_seg_token"] = not tokens
-    base["tracking"].update(enabled=bool(tracking_uri), uri=tracking_uri or None)
-    return TrainConfig.build(base, source="pipeline parameters")
+    place = [f"data.train={json.dumps(train_split)}", f"data.val={json.dumps(val_split or None)}",
+             f"out={json.dumps(work)}", "validation.every=0"]
+    return TrainConfig.from_yaml(config, [*overrides, *place])
 
 
-def train(train_split: str, val_split: str, model_out: str, work: str, model_size: str = "tiny", epochs: float = 1.0,
-          aml: bool = True, tokens: bool = True, steps: int = 0, tracking_uri: str = "") -> dict:
-    """Train (resuming from ``work`` if a previous attempt left checkpoints there); final model → ``model_out``."""
-    from reviosa.train.trainer import train as run
+def train(train_split: str, val_split: str, model_out: str, work: str, config: str = "tiny",
+          overrides: Sequence[str] = ()) -> dict:
+    """Train config ``config`` + ``overrides`` on these splits (resuming from ``work`` if a previous attempt left
+    checkpoints there); the final model goes to ``model_out``."""
+    from reviosa.train.recipes.finetune import run
 
-    cfg = train_config(train_split, val_split, work, model_size, epochs, aml, tokens, steps, tracking_uri)
-    resume = (Path(work) / "checkpoints").is_dir()
-    summary = run(cfg, resume=resume, progress=False)
+    cfg = train_config(train_split, val_split, work, config, overrides)
+    summary = run(cfg, resume=(Path(work) / "checkpoints").is_dir(), progress=False)
     shutil.copytree(summary["final"], model_out, dirs_exist_ok=True)
-    return {"steps": cfg.steps, **{k: v for k, v in summary.items() if isinstance(v, (int, float))}}
+    return {"steps": summary["step"], **{k: v for k, v in summary.items() if isinstance(v, (int, float))}}
 
 
 def predict_split(model_uri: str, split: str, out: str, max_videos: int = 0, device: str = "auto") -> dict:
@@ -189,15 +187,14 @@ def predict_split(model_uri: str, split: str, out: str, max_videos: int = 0, dev
     from tqdm import tqdm
 
     from reviosa.data.format import InterRVOSDataset
-    from reviosa.data.video import read_frames
     from reviosa.evaluate.predictions import write_track
-    from reviosa.model.checkpoint import from_pretrained
     from reviosa.model.inference import predict_video
+    from reviosa.model.modeling import ReviosaModel
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     ds = InterRVOSDataset.load(split)
-    net = from_pretrained(model_uri, device=device)
+    net = ReviosaModel.from_pretrained(model_uri, device=device)
     videos = list(ds.videos.values())[: max_videos or None]
     done = 0
     for video in tqdm(videos, desc="predict", unit="video"):
@@ -205,7 +202,7 @@ def predict_split(model_uri: str, split: str, out: str, max_videos: int = 0, dev
         for exp in video.expressions.values():
             if (Path(out) / video.name / exp.exp_id / "actor").is_dir():
                 continue
-            frames = read_frames(ds, video) if frames is None else frames
+            frames = ds.read_frames(video) if frames is None else frames
             pred = predict_video(net, frames, exp.text)
             if pred.target is not None:
                 write_track(out, video.name, exp.exp_id, "target", video.frames, pred.target)

@@ -102,20 +102,18 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         raise InvalidInput(f"`video_uri` answered with a redirect to {newurl!r}; redirects are not followed")
 
 
-def fetch_bytes(uri: str, cfg: ServeConfig, storage_options: dict | None = None) -> bytes:
-    """Read an allow-listed URI, refusing more than ``max_bytes``."""
+def fetch_bytes(uri: str, cfg: ServeConfig) -> bytes:
+    """Read an allow-listed URI (``s3://`` through the storage config), refusing more than ``max_bytes``."""
     uri = check_uri(uri, cfg)
     limit = cfg.max_bytes
     if uri.startswith("s3://"):
-        import fsspec
+        from reviosa.storage.errors import ObjectTooLargeError
+        from reviosa.storage.fetch import read_bytes
 
-        fs = fsspec.filesystem("s3", **(storage_options or {}))
         try:
-            size = fs.size(uri)
-            if size is not None and size > limit:
-                raise InvalidInput(f"`video_uri` {uri!r} is {size} bytes; the limit is {limit}")
-            with fs.open(uri, "rb") as fh:
-                data = fh.read(limit + 1)
+            data = read_bytes(uri, limit)
+        except ObjectTooLargeError as err:
+            raise InvalidInput(f"`video_uri` {err}") from None
         except FileNotFoundError:
             raise InvalidInput(f"`video_uri` {uri!r}: no such object") from None
     else:
@@ -154,7 +152,7 @@ def decode_video_bytes(data: bytes, cfg: ServeConfig, what: str = "the video") -
     return np.stack(frames)
 
 
-def parse_instance(instance, cfg: ServeConfig, storage_options: dict | None = None) -> VideoRequest:
+def parse_instance(instance, cfg: ServeConfig) -> VideoRequest:
     """A v1 instance ``{"expression", "video_uri" | "frames"}`` as a checked request."""
     if not isinstance(instance, dict):
         raise InvalidInput("each instance must be an object with `expression` and `video_uri` or `frames`")
@@ -162,14 +160,14 @@ def parse_instance(instance, cfg: ServeConfig, storage_options: dict | None = No
     if unknown:
         raise InvalidInput(f"unknown instance fields {unknown} (expected expression, video_uri or frames)")
     expression = check_expression(instance.get("expression"), cfg)
-    return VideoRequest(frames=load_video(instance.get("video_uri"), instance.get("frames"), cfg, storage_options),
+    return VideoRequest(frames=load_video(instance.get("video_uri"), instance.get("frames"), cfg),
                         expression=expression)
 
 
-def load_video(uri, frames, cfg: ServeConfig, storage_options: dict | None = None) -> np.ndarray:
+def load_video(uri, frames, cfg: ServeConfig) -> np.ndarray:
     """Frames from exactly one of a URI or base64 frames."""
     if (uri is None) == (frames is None):
         raise InvalidInput("send exactly one of `video_uri` and `frames`")
     if frames is not None:
         return decode_base64_frames(frames, cfg)
-    return decode_video_bytes(fetch_bytes(uri, cfg, storage_options), cfg, f"`video_uri` {uri!r}")
+    return decode_video_bytes(fetch_bytes(uri, cfg), cfg, f"`video_uri` {uri!r}")

@@ -31,10 +31,9 @@ def result_dict(request: VideoRequest, prediction) -> dict:
 class ReviosaPredictor(kserve.Model):
     """Loads a ``save_pretrained`` checkpoint (folder or ``s3://``); ``ready`` is true only once it is loaded."""
 
-    def __init__(self, cfg: ServeConfig, storage_options: dict | None = None):
+    def __init__(self, cfg: ServeConfig):
         super().__init__(cfg.model_name)
         self.cfg = cfg
-        self.storage_options = storage_options
         self.net = None
         self.ready = False
         # One inference at a time: requests queue instead of multiplying peak memory; health checks stay live.
@@ -42,10 +41,10 @@ class ReviosaPredictor(kserve.Model):
 
     def load(self) -> bool:
         """Read the checkpoint; raises ``CheckpointError`` (and stays not ready) when it cannot."""
-        from reviosa.model.checkpoint import from_pretrained
+        from reviosa.model.modeling import ReviosaModel
 
         self.ready = False
-        self.net = from_pretrained(self.cfg.model_uri, device=self.cfg.device, storage_options=self.storage_options)
+        self.net = ReviosaModel.from_pretrained(self.cfg.model_uri, device=self.cfg.device)
         self.net.eval()
         self.ready = True
         log.info("model %s loaded from %s", self.name, self.cfg.model_uri)
@@ -76,7 +75,7 @@ class ReviosaPredictor(kserve.Model):
                                "{expression, video_uri | frames} objects")
         if len(instances) > self.cfg.max_instances:
             raise InvalidInput(f"{len(instances)} instances sent; the limit is {self.cfg.max_instances}")
-        requests = [await asyncio.to_thread(parse_instance, i, self.cfg, self.storage_options) for i in instances]
+        requests = [await asyncio.to_thread(parse_instance, i, self.cfg) for i in instances]
         return {"predictions": [await self._run(r) for r in requests]}
 
     def _parse_v2(self, payload: InferRequest) -> VideoRequest:
@@ -100,8 +99,7 @@ class ReviosaPredictor(kserve.Model):
             raise InvalidInput("input `expression` (BYTES, shape [1]) is missing")
         expression = check_expression(inputs["expression"][0], self.cfg)
         uri = inputs["video_uri"][0] if "video_uri" in inputs else None
-        return VideoRequest(frames=load_video(uri, inputs.get("frames"), self.cfg, self.storage_options),
-                            expression=expression)
+        return VideoRequest(frames=load_video(uri, inputs.get("frames"), self.cfg), expression=expression)
 
     def _answer_v2(self, payload: InferRequest, result: dict) -> InferResponse:
         t = result["num_frames"]

@@ -39,9 +39,9 @@ class HostModelServer(ModelServer):
         asyncio.run(self._serve())
 
 
-def serve(cfg: ServeConfig, storage_options: dict | None = None) -> None:
+def serve(cfg: ServeConfig) -> None:
     """Load the model (readiness turns true once loaded) and serve it until SIGINT/SIGTERM."""
-    predictor = ReviosaPredictor(cfg, storage_options)
+    predictor = ReviosaPredictor(cfg)
     predictor.load()
     log.info("serving %s on http://%s:%d (v1 :predict, v2 /infer)", cfg.model_name, cfg.host, cfg.http_port)
     HostModelServer(cfg.host, http_port=cfg.http_port).start([predictor])

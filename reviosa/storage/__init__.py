@@ -1,1 +1,2 @@
-"""Object storage: one S3 configuration for every client, the local S3 server, and DVC dataset versions."""
+"""Object storage: one S3 configuration for every client, its access checks, reads of ``s3://`` objects (``fetch``),
+and DVC dataset versions."""

@@ -1,30 +1,31 @@
-"""One S3 configuration for every client (minio SDK, s3fs, DVC, MLflow server); credentials never live in code."""
+"""One S3 configuration for every client (minio SDK, s3fs, DVC, MLflow server); credentials never live in code.
+
+The config says where objects live (endpoint, bucket, region, key prefixes) and where to find the keys; the keys
+themselves come from ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, a mounted secret folder or the local stack's
+credentials file, because they are secrets, not settings. ``configs/default.yaml`` ships the defaults.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import ClassVar, Mapping
 from urllib.parse import urlparse
 
-import yaml
+from pydantic import Field, field_validator
 
-from reviosa.storage.errors import StorageConfigError
+from reviosa.config import Config
+from reviosa.storage.errors import StorageCredentialsError
 
 ACCESS_KEY_ENV = "AWS_ACCESS_KEY_ID"
 SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
-# Environment overrides, one per field; a Kubernetes Deployment sets these from a ConfigMap.
-ENV_OVERRIDES = {
-    "endpoint": "REVIOSA_S3_ENDPOINT",
-    "bucket": "REVIOSA_S3_BUCKET",
-    "region": "REVIOSA_S3_REGION",
-    "secret_dir": "REVIOSA_S3_SECRET_DIR",
-    "credentials_file": "REVIOSA_S3_CREDENTIALS_FILE",
-}
+#: names the storage YAML a process uses; a Kubernetes pod points it at the mounted ConfigMap file
 CONFIG_ENV = "REVIOSA_STORAGE_CONFIG"
 STATE_DIR_ENV = "REVIOSA_STATE_DIR"
+CONFIG_DIR = Path(__file__).with_name("configs")
 
 
 @dataclass(frozen=True)
@@ -36,29 +37,38 @@ class S3Credentials:
     source: str = "env"
 
 
-@dataclass(frozen=True)
-class StorageConfig:
+class StorageConfig(Config):
     """Where objects live: endpoint URL, bucket, region and key prefixes, plus where to find credentials."""
 
-    endpoint: str = "http://127.0.0.1:8333"
-    bucket: str = "reviosa"
-    region: str = "us-east-1"  # MinIO and SeaweedFS sign with us-east-1 unless configured otherwise
-    dvc_prefix: str = "dvc"
-    mlflow_prefix: str = "mlflow-artifacts"
-    secret_dir: str | None = None  # a mounted Kubernetes Secret: files AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
-    credentials_file: str | None = None  # JSON {"access_key": ..., "secret_key": ...}, written by `services up`
+    shipped_dir: ClassVar[Path | None] = CONFIG_DIR
 
-    def __post_init__(self) -> None:
-        url = urlparse(self.endpoint)
+    endpoint: str = Field("http://127.0.0.1:8333", description="S3 API URL, http://host:port or https://host")
+    bucket: str = "reviosa"
+    # MinIO and SeaweedFS sign with us-east-1 unless configured otherwise.
+    region: str = "us-east-1"
+    dvc_prefix: str = Field("dvc", description="key prefix of the DVC remote")
+    mlflow_prefix: str = Field("mlflow-artifacts", description="key prefix of MLflow's artifact store")
+    secret_dir: str | None = Field(None, description="mounted Kubernetes Secret folder with files AWS_ACCESS_KEY_ID "
+                                   "and AWS_SECRET_ACCESS_KEY")
+    credentials_file: str | None = Field(None, description='JSON {"access_key": ..., "secret_key": ...}, written '
+                                         "by `reviosa services up`")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_is_a_server(cls, value: str) -> str:
+        url = urlparse(value)
         if url.scheme not in ("http", "https") or not url.hostname:
-            raise StorageConfigError(f"`endpoint` must look like http://host:port or https://host, "
-                                     f"got {self.endpoint!r}")
+            raise ValueError(f"must look like http://host:port or https://host, got {value!r}")
         if url.path not in ("", "/"):
-            raise StorageConfigError(f"`endpoint` must not contain a path (put it in the prefixes): {self.endpoint!r}")
-        if not 3 <= len(self.bucket) <= 63 or not self.bucket.replace("-", "").replace(".", "").isalnum() \
-                or self.bucket.lower() != self.bucket:
-            raise StorageConfigError(f"`bucket` {self.bucket!r} is not a valid S3 bucket name "
-                                     "(3-63 chars, a-z 0-9 . -)")
+            raise ValueError(f"must not contain a path (put it in the prefixes): {value!r}")
+        return value
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9.-]{3,63}", value):
+            raise ValueError(f"{value!r} is not a valid S3 bucket name (3-63 chars, a-z 0-9 . -)")
+        return value
 
     @property
     def secure(self) -> bool:
@@ -91,16 +101,17 @@ class StorageConfig:
                 return S3Credentials((d / ACCESS_KEY_ENV).read_text().strip(), (d / SECRET_KEY_ENV).read_text().strip(),
                                      f"secret {d}")
             except OSError as err:
-                raise StorageConfigError(f"secret folder {d} must hold files {ACCESS_KEY_ENV} and "
-                                         f"{SECRET_KEY_ENV}: {err}") from None
+                raise StorageCredentialsError(f"secret folder {d} must hold files {ACCESS_KEY_ENV} and "
+                                              f"{SECRET_KEY_ENV}: {err}") from None
         if self.credentials_file:
             try:
                 raw = json.loads(Path(self.credentials_file).read_text())
                 return S3Credentials(raw["access_key"], raw["secret_key"], f"file {self.credentials_file}")
             except (OSError, ValueError, KeyError) as err:
-                raise StorageConfigError(f"cannot read credentials file {self.credentials_file}: {err!r}") from None
-        raise StorageConfigError(f"no S3 credentials: set {ACCESS_KEY_ENV}/{SECRET_KEY_ENV}, mount a secret folder "
-                                 f"(`secret_dir` / {ENV_OVERRIDES['secret_dir']}), or run `reviosa services up`")
+                raise StorageCredentialsError(f"cannot read credentials file {self.credentials_file}: "
+                                              f"{err!r}") from None
+        raise StorageCredentialsError(f"no S3 credentials: set {ACCESS_KEY_ENV}/{SECRET_KEY_ENV}, mount a secret "
+                                      "folder (`secret_dir` in the storage config), or run `reviosa services up`")
 
     def client_env(self, env: Mapping[str, str] | None = None) -> dict[str, str]:
         """Environment for subprocesses (dvc, mlflow server, boto3) that talk to this store."""
@@ -143,10 +154,6 @@ class StorageConfig:
         return {"url": self.dvc_url, "endpointurl": self.endpoint, "region": self.region,
                 "access_key_id": creds.access_key, "secret_access_key": creds.secret_key}
 
-    def to_yaml(self) -> str:
-        """YAML form (never contains secrets; only where to find them)."""
-        return yaml.safe_dump({"storage": {k: v for k, v in asdict(self).items() if v is not None}}, sort_keys=False)
-
 
 def repo_root(start: Path | None = None) -> Path:
     """The enclosing git/DVC repository root of ``start`` (default: the working directory), else ``start``."""
@@ -169,26 +176,17 @@ def local_config_path(state: Path | None = None) -> Path:
     return (state or state_dir()) / "services" / "storage.yaml"
 
 
-def load_storage_config(path: str | os.PathLike | None = None, env: Mapping[str, str] | None = None) -> StorageConfig:
-    """Load from ``path`` (or ``$REVIOSA_STORAGE_CONFIG``, or the local stack's file) then apply env overrides."""
-    env = os.environ if env is None else env
-    raw: dict[str, Any] = {}
-    chosen = path or env.get(CONFIG_ENV)
-    if chosen is None and not env.get(ENV_OVERRIDES["endpoint"]) and local_config_path().exists():
+def load_storage_config(path: str | os.PathLike | None = None) -> StorageConfig:
+    """The storage config this process uses; the first that is given wins, there are no per-field overrides.
+
+    1. ``path`` (a YAML path or a shipped name), e.g. a command's ``--config``;
+    2. the file named by ``$REVIOSA_STORAGE_CONFIG`` (in a cluster: the mounted ``reviosa-storage`` ConfigMap);
+    3. the local stack's file written by ``reviosa services up`` (:func:`local_config_path`), if it exists;
+    4. the shipped ``configs/default.yaml``.
+
+    Problems raise ``ConfigError`` naming the file and the field.
+    """
+    chosen = path or os.environ.get(CONFIG_ENV) or None
+    if chosen is None and local_config_path().is_file():
         chosen = local_config_path()
-    if chosen is not None:
-        try:
-            doc = yaml.safe_load(Path(chosen).read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise StorageConfigError(f"cannot read storage config {chosen}: {err}") from None
-        raw = doc.get("storage", doc) if isinstance(doc, dict) else None
-        if not isinstance(raw, dict):
-            raise StorageConfigError(f"{chosen}: expected a mapping (optionally under `storage:`)")
-        known = {f.name for f in fields(StorageConfig)}
-        unknown = set(raw) - known
-        if unknown:
-            raise StorageConfigError(f"{chosen}: unknown storage keys {sorted(unknown)}; known: {sorted(known)}")
-    for key, var in ENV_OVERRIDES.items():
-        if env.get(var):
-            raw[key] = env[var]
-    return StorageConfig(**raw)
+    return StorageConfig.from_yaml(chosen if chosen is not None else "default")

@@ -20,7 +20,7 @@ import yaml
 
 from reviosa.storage.client import check_access
 from reviosa.storage.config import StorageConfig
-from reviosa.storage.errors import DataVersionError, StorageConfigError
+from reviosa.storage.errors import DataVersionError, StorageCredentialsError
 
 TAG_PREFIX = "data-v"
 REMOTE = "storage"
@@ -96,7 +96,7 @@ class DataRepo:
         """Run the dvc CLI with the store's credentials in its environment (never on disk)."""
         try:
             env = self.storage.client_env()
-        except StorageConfigError:
+        except StorageCredentialsError:
             env = {}  # local-only commands (add, checkout) need no keys; remote ones then fail with dvc's message
         return self._run([sys.executable, "-m", "dvc", *args], f"dvc {args[0]}", env=env, check=check)
 

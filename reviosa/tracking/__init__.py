@@ -1,1 +1,1 @@
-"""Experiment tracking with MLflow: the server, run conventions, evaluation logging, the model registry."""
+"""Experiment tracking with MLflow, client side: run conventions, evaluation logging, the model registry."""

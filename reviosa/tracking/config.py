@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from reviosa.services.stack import load_state
+
 
 def resolve_tracking_uri(uri: str | None = None, state: Path | None = None) -> str:
     """The tracking URI to use; raise with the three ways to set one if none is found."""
@@ -12,8 +14,6 @@ def resolve_tracking_uri(uri: str | None = None, state: Path | None = None) -> s
         return uri
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
-    from reviosa.storage.stack import load_state
-
     srv = load_state(state).servers.get("mlflow")
     if srv is not None and srv.alive():
         return srv.url

@@ -1,10 +1,8 @@
-"""``python -m reviosa.train --config cfg.yaml [--resume]``: the entry point for ``torchrun -m``."""
-
-from __future__ import annotations
+"""``python -m reviosa.train --config cfg.yaml [--resume]``: the fine-tuning command, the entry point of torchrun."""
 
 import typer
 
-from reviosa.cli.train import train
+from reviosa.train.commands import finetune
 
 if __name__ == "__main__":
-    typer.run(train)
+    typer.run(finetune)

@@ -1,41 +1,43 @@
-"""Ablations of the paper's Table 4 that change training, not the architecture: a single role-agnostic token."""
+"""The paper's Table 4 ablation as configs: each row is a shipped YAML of overrides (``ablations/i.yaml`` ...).
+
+The pipeline's ``aml``/``tokens`` switches, ``reviosa train --ablation`` and the learning benchmark all pick a row
+here and apply its overrides, so "AML off" means one thing everywhere: no (layer, head) pairs.
+"""
 
 from __future__ import annotations
 
-import torch
+from pathlib import Path
 
-from reviosa.model.tokenizer import SEG_ACT, SEG_TAR
+from reviosa.config import Config, ConfigError
 
-
-def _token_rows(model) -> tuple[torch.nn.Parameter, list[int]]:
-    """(trainable rows, which replace the embedding rows of these token ids) of the input embedding."""
-    emb = model.language_model.embed_tokens.token_adapter
-    return emb.trainable_tokens_delta["default"], list(emb.token_indices["default"])
+ABLATION_DIR = Path(__file__).with_name("ablations")
 
 
-def tie_seg_tokens(model) -> None:
-    """Make ``[SEG_TAR]`` the same token as ``[SEG_ACT]`` (one [SEG] used twice, told apart only by position).
+class Ablation(Config):
+    """One row of Table 4: which of ReVIOSa's two ideas a run keeps, and the overrides that say so."""
 
-    PEFT's trainable rows replace the embedding rows of the new tokens (the head is tied to them); both rows are
-    set equal, and a gradient hook gives both the mean of their gradients, so AdamW keeps them equal.
-    """
-    delta, ids = _token_rows(model)
-    a, t = ids.index(model.token_ids[SEG_ACT]), ids.index(model.token_ids[SEG_TAR])
-    with torch.no_grad():
-        delta[t] = delta[a]
+    shipped_dir = ABLATION_DIR
 
-    def share(grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.clone()
-        mean = (grad[a] + grad[t]) / 2
-        grad[a] = mean
-        grad[t] = mean
-        return grad
-
-    delta.register_hook(share)
+    label: str
+    seg_tokens: bool
+    aml: bool
+    overrides: list[str]
 
 
-def seg_rows(model) -> tuple[torch.Tensor, torch.Tensor]:
-    """The effective input-embedding rows of ``[SEG_ACT]`` and ``[SEG_TAR]`` (to check the tie)."""
-    delta, ids = _token_rows(model)
-    a, t = ids.index(model.token_ids[SEG_ACT]), ids.index(model.token_ids[SEG_TAR])
-    return delta[a].detach().clone(), delta[t].detach().clone()
+def rows() -> dict[str, Ablation]:
+    """Every shipped row by name (``i`` ... ``iv``), in the paper's order."""
+    return {name: Ablation.from_yaml(name) for name in Ablation.shipped()}
+
+
+def row_for(aml: bool, tokens: bool) -> str:
+    """The name of the row with AML on/off and two tokens on/off."""
+    found = [name for name, row in rows().items() if row.aml == aml and row.seg_tokens == tokens]
+    if len(found) != 1:
+        raise ConfigError(f"{ABLATION_DIR}: expected one ablation row with aml={aml}, seg_tokens={tokens}, "
+                          f"found {found}")
+    return found[0]
+
+
+def overrides(aml: bool = True, tokens: bool = True) -> list[str]:
+    """The overrides of the row with these switches (ReVIOSa itself: none)."""
+    return list(Ablation.from_yaml(row_for(aml, tokens)).overrides)

@@ -13,7 +13,6 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler
 
 from reviosa.data.format import InterRVOSDataset
-from reviosa.data.video import read_frames
 from reviosa.model.batch import ReviosaSample, build_sample, collate
 from reviosa.model.config import ModelConfig
 from reviosa.model.tokenizer import PAD
@@ -77,7 +76,7 @@ class ExpressionClips(Dataset):
         vid, exp_ids, frame_idx = self.draw(index)
         ds, video = self.dataset, self.dataset.videos[vid]
         exps = [video.expressions[e] for e in exp_ids]
-        frames = read_frames(ds, video, frame_idx)
+        frames = ds.read_frames(video, frame_idx)
         act = np.stack([ds.union_masks(video, e.anno_ids)[frame_idx] for e in exps])
         tar = np.stack([ds.union_masks(video, e.target_anno_ids)[frame_idx] for e in exps])
         rng = np.random.default_rng([self.seed, self.epoch, index, 1])

@@ -24,8 +24,8 @@ def tracking_uri(cfg: TrainConfig) -> str:
 class RunLogger:
     """One MLflow run, reopened on ``--resume`` (its id is kept in the output folder)."""
 
-    def __init__(self, cfg: TrainConfig, resume: bool, model_config=None):
-        """Open (or on ``resume`` reopen) the run; ``model_config`` is the trained model's (default: the config's)."""
+    def __init__(self, cfg: TrainConfig, resume: bool):
+        """Open (or on ``resume`` reopen) the run."""
         import mlflow
         from mlflow import MlflowClient
 
@@ -53,7 +53,7 @@ class RunLogger:
             for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
                 self.client.log_batch(run_id, params=params[i:i + 100])
             self.client.log_text(run_id, cfg.to_yaml(), "config/train.yaml")
-            self.client.log_text(run_id, (model_config or cfg.model_config_obj()).to_yaml(), "config/model.yaml")
+            self.client.log_text(run_id, cfg.model.to_yaml(), "config/model.yaml")
         self.run_id = run_id
         self._system = None
         if cfg.tracking.system_metrics:

@@ -13,7 +13,6 @@ import numpy as np
 from tqdm import tqdm
 
 from reviosa.data.format import InterRVOSDataset
-from reviosa.data.video import read_frames
 from reviosa.evaluate.metrics import jf
 from reviosa.model.tokenizer import answer_text
 
@@ -61,14 +60,14 @@ def validate(model, dataset: InterRVOSDataset, max_videos: int, *, overlays: int
              progress: bool = True) -> tuple[dict[str, float], list[dict], list[Path]]:
     """(summary, per-expression rows, overlay files) of the model on the first ``max_videos`` videos."""
     from reviosa.model.inference import predict_video
-    from reviosa.model.overlay import overlay_frames, write_overlay
+    from reviosa.visualize.overlay import overlay_frames, write_overlay
 
     rows, written = [], []
     videos = list(dataset.videos.values())[:max_videos]
     total = sum(len(v.expressions) for v in videos)
     with tqdm(total=total, desc="validate", unit="expr", disable=not progress or None, leave=False) as bar:
         for vi, video in enumerate(videos):
-            frames = read_frames(dataset, video)
+            frames = dataset.read_frames(video)
             # One overlay per video, of an interaction expression when there is one (both roles visible).
             shown = next((e for e in video.expressions.values() if e.has_target), None) or \
                 next(iter(video.expressions.values()), None)

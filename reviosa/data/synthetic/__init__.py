@@ -14,18 +14,18 @@ Command line::
 
     reviosa data synth --out DIR --videos 200 --seed 0                 # one split in DIR
     reviosa data synth --out DIR --split-names train,val --videos 200,50   # DIR/train and DIR/val
-    reviosa data synth --out DIR --videos 50 --config my.yaml --frames 24 --size 192x256 --workers 2
+    reviosa data synth --out DIR --videos 50 --config my.yaml --set frames=24 --size 192x256 --workers 2
 
 Named splits are seeded by their name too (their videos differ from each other and are called
 ``<name>_00000``, ...); an unnamed split's videos are ``synth_00000``, .... An interrupted run resumes
-from the videos already written. Settings: :class:`SyntheticConfig` (``default.yaml`` beside this file).
+from the videos already written. Settings: :class:`SyntheticConfig` (``configs/default.yaml`` beside this file).
 """
 
-from reviosa.data.synthetic.config import DEFAULT_CONFIG, SyntheticConfig, SyntheticConfigError, load_config
+from reviosa.data.synthetic.config import SyntheticConfig
 from reviosa.data.synthetic.world import RenderedVideo, render_video, video_seed
 from reviosa.data.synthetic.writer import build_video, generate_split, generate_splits, split_stats, video_name
 
 __all__ = [
-    "DEFAULT_CONFIG", "SyntheticConfig", "SyntheticConfigError", "load_config", "RenderedVideo", "render_video",
+    "SyntheticConfig", "RenderedVideo", "render_video",
     "video_seed", "build_video", "generate_split", "generate_splits", "split_stats", "video_name",
 ]

@@ -1,29 +1,23 @@
-"""Typed settings of the synthetic world, loaded from YAML (``default.yaml`` ships beside this module)."""
+"""Typed settings of the synthetic world, loaded from YAML (``configs/default.yaml`` ships beside this module)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from reviosa.config import Config
 from reviosa.data.scene_graph import InteractionKind, Motion
 from reviosa.data.synthetic.shapes import COLORS, SHAPES
-from reviosa.yamlconfig import load_yaml_config, validate_config
 
-DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
 SIZE_NAMES = ("small", "medium", "large")
 
 
-class SyntheticConfigError(ValueError):
-    """A synthetic-world config is invalid; the message names the file (if any) and the fields."""
-
-
-class SyntheticConfig(BaseModel):
+class SyntheticConfig(Config):
     """Everything that shapes a generated split; one object flows from the CLI to the renderer."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    shipped_dir = Path(__file__).with_name("configs")
 
     frames: int = Field(16, ge=6, le=512, description="frames per video")
     height: int = Field(128, ge=48, le=2048, description="frame height in pixels")
@@ -72,18 +66,3 @@ class SyntheticConfig(BaseModel):
     def frame_size(self) -> tuple[int, int]:
         """(H, W)."""
         return self.height, self.width
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike, **overrides: object) -> "SyntheticConfig":
-        """Load a YAML config (a mapping of the fields above), then apply keyword overrides."""
-        return load_yaml_config(cls, path, SyntheticConfigError, "synthetic config", **overrides)
-
-    @classmethod
-    def build(cls, values: dict, *, source: str = "config") -> "SyntheticConfig":
-        """Validate a mapping, turning pydantic's error into one readable :class:`SyntheticConfigError`."""
-        return validate_config(cls, values, source, SyntheticConfigError, "synthetic config")
-
-
-def load_config(path: str | os.PathLike | None = None, **overrides: object) -> SyntheticConfig:
-    """The shipped default config, or ``path``, with non-None overrides applied."""
-    return SyntheticConfig.from_yaml(path if path is not None else DEFAULT_CONFIG, **overrides)

@@ -75,6 +75,11 @@ class ObjectView:
     apparent: frozenset[str]  # every motion word a viewer could use for it
 
 
+def appearance_view(obj) -> ObjectView:
+    """A dataset object (``ObjectInfo`` of a synthetic split) as an appearance-only ``ObjectView``."""
+    return ObjectView(obj.obj_id, obj.category, obj.attributes["color"], obj.attributes["size"], None, frozenset())
+
+
 @dataclass(frozen=True)
 class InteractionView:
     """An interaction; ``actor``/``target`` are the pair's order for bidirectional kinds."""
@@ -119,7 +124,8 @@ def _pick_fixed(obj: ObjectView, options: tuple[str, ...]) -> str:
     return options[obj.obj_id % len(options)]  # stable per object so one description never has two spellings
 
 
-def _matches(form: str, a: ObjectView, b: ObjectView) -> bool:
+def matches(form: str, a: ObjectView, b: ObjectView) -> bool:
+    """True when the description form of ``a`` also fits ``b`` (the phrase cannot tell them apart)."""
     return all(getattr(a, k) == getattr(b, k) for k in FORMS[form])
 
 
@@ -135,7 +141,7 @@ def generate(objects: list[ObjectView], interactions: list[InteractionView],
 
     # Appearance only: a description that fits exactly one object.
     for o in objects:
-        unique = [f for f in FORMS if not any(_matches(f, o, p) for p in objects if p is not o)]
+        unique = [f for f in FORMS if not any(matches(f, o, p) for p in objects if p is not o)]
         if unique:
             form = unique[int(rng.integers(len(unique)))]
             out.append(Candidate(describe(o, form), "single", (o.obj_id,), extra={"kind": "appearance"}))
@@ -160,7 +166,7 @@ def generate(objects: list[ObjectView], interactions: list[InteractionView],
         if o.motion is None:
             continue
         ok = [f for f in ("category", "color") if not any(
-            _matches(f, o, p) and (p.motion == o.motion or o.motion in p.apparent) for p in objects if p is not o)]
+            matches(f, o, p) and (p.motion == o.motion or o.motion in p.apparent) for p in objects if p is not o)]
         if ok:
             form = ok[int(rng.integers(len(ok)))]
             text = f"{describe(o, form)} {_choice(rng, MOTION_PHRASES[o.motion])}"

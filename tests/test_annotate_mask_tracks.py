@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from reviosa.annotate.config import AnnotateConfig, TrackingConfig
+from reviosa.annotate.config import AnnotateConfig, MaskTrackConfig
+from reviosa.annotate.mask_tracks import TRACKS_DIR, MaskTrackError, SAM2Tracker, state_path, track_split
 from reviosa.annotate.pipeline import REPORT_FILE, run_annotation
 from reviosa.annotate.prompts_file import (
     PROMPTS_FILE,
@@ -25,14 +26,13 @@ from reviosa.annotate.prompts_file import (
     prompts_from_vidor,
     save_prompts,
 )
-from reviosa.annotate.tracking import TRACKS_DIR, SAM2Tracker, TrackingError, state_path, track_split
 from reviosa.data.format import DatasetError, InterRVOSDataset
 from reviosa.data.rle import decode_rle, encode_mask
 from reviosa.data.synthetic.config import SyntheticConfig
 from reviosa.data.synthetic.writer import generate_split
 
 T, H, W = 6, 64, 80
-TINY = TrackingConfig(sam2_config="tiny", allow_random_weights=True)
+TINY = MaskTrackConfig(sam2_config="tiny", allow_random_weights=True)
 
 
 @pytest.fixture(scope="module")
@@ -208,11 +208,11 @@ def test_bad_prompts_give_clear_errors(synth: Path, tmp_path: Path) -> None:
 def test_weights_are_required_unless_random_is_asked_for(tmp_path: Path, tracker: SAM2Tracker) -> None:
     from safetensors.torch import save_file
 
-    with pytest.raises(TrackingError, match="no SAM2 checkpoint"):
-        SAM2Tracker(TrackingConfig(sam2_config="tiny"))
+    with pytest.raises(MaskTrackError, match="no SAM2 checkpoint"):
+        SAM2Tracker(MaskTrackConfig(sam2_config="tiny"))
     ckpt = tmp_path / "tiny_sam2.safetensors"
     save_file({k: v.contiguous() for k, v in tracker.sam.state_dict().items()}, str(ckpt))
-    loaded = SAM2Tracker(TrackingConfig(sam2_config="tiny", sam2_checkpoint=str(ckpt), seed=123))
+    loaded = SAM2Tracker(MaskTrackConfig(sam2_config="tiny", sam2_checkpoint=str(ckpt), seed=123))
     for k, v in tracker.sam.state_dict().items():
         assert np.array_equal(v.numpy(), loaded.sam.state_dict()[k].numpy()), k
     assert loaded.fingerprint != tracker.fingerprint  # the cache key follows the weights' source
@@ -246,7 +246,7 @@ def test_resume_skips_finished_videos(synth: Path, tmp_path: Path) -> None:
 def test_pipeline_tracks_prompted_objects_then_annotates(synth: Path, tmp_path: Path) -> None:
     ds, prompts = prompt_only_split(synth, tmp_path / "split", keep_given=1)
     n_videos = len(ds.videos)
-    cfg = AnnotateConfig(tracking=TINY)
+    cfg = AnnotateConfig(mask_tracks=TINY)
     with pytest.raises(DatasetError, match="no SAM2 prompt"):
         bare = tmp_path / "bare"
         shutil.copytree(tmp_path / "split", bare)

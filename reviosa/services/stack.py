@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reviosa.data.atomic import atomic_write_text
+from reviosa.services.mlflow import start_mlflow
+from reviosa.services.process import ServerProcess, port_in_use
+from reviosa.services.seaweed import start_seaweed, stop_seaweed
 from reviosa.storage.config import S3Credentials, StorageConfig, local_config_path, state_dir
 from reviosa.storage.errors import StorageError
-from reviosa.storage.process import ServerProcess, port_in_use
-from reviosa.storage.seaweed import start_seaweed, stop_seaweed
 
 DEFAULT_BUCKET = "reviosa"
 
@@ -61,10 +62,8 @@ def load_state(root: Path | None = None) -> StackState:
 
 
 def load_local_storage(root: Path | None = None) -> StorageConfig:
-    """The :class:`StorageConfig` written by :func:`up` (credentials from the generated file, not the env)."""
-    from reviosa.storage.config import load_storage_config
-
-    return load_storage_config(local_config_path(Path(root) if root else None), env={})
+    """The :class:`StorageConfig` written by :func:`up` (its ``credentials_file`` holds the generated keys)."""
+    return StorageConfig.from_yaml(local_config_path(Path(root) if root else None))
 
 
 def _credentials(services: Path) -> tuple[S3Credentials, Path]:
@@ -97,8 +96,6 @@ def up(root: Path | None = None, *, s3_port: int = 8333, mlflow_port: int = 5000
             state.save()
         mlf = state.servers.get("mlflow")
         if with_mlflow and (mlf is None or not mlf.alive()):
-            from reviosa.tracking.server import start_mlflow
-
             if mlflow_port and port_in_use(mlflow_port):
                 raise StorageError(f"port {mlflow_port} is already in use; pick another with --mlflow-port")
             state.servers["mlflow"] = start_mlflow(services / "mlflow", state.storage, port=mlflow_port)

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from reviosa.data.atomic import atomic_write_text
+from reviosa.services.process import ServerProcess, free_ports, spawn, wait_http
 from reviosa.storage.config import S3Credentials, StorageConfig
-from reviosa.storage.process import ServerProcess, free_ports, spawn, wait_http
 
 # `weed mini` runs master, volume, filer, S3 and admin servers, each with an HTTP and a gRPC port. All are pinned
 # explicitly: the defaults (9333, 8888, 23646, ...) would collide between parallel test sessions.

@@ -6,8 +6,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reviosa.services.process import ServerProcess, free_ports, spawn, wait_http
 from reviosa.storage.config import StorageConfig
-from reviosa.storage.process import ServerProcess, free_ports, spawn, wait_http
 
 # Environment of every reviosa MLflow server (local process and Kubernetes Deployment alike).
 SERVER_ENV = {

@@ -1,8 +1,8 @@
 """Stage 0, mask tracks: every object needs a track, given in ``mask_dict.json`` or made by SAM2 from a prompt.
 
 Objects with prompts (``prompts.json``, see :mod:`reviosa.annotate.prompts_file`) but no given track are tracked
-by :mod:`reviosa.annotate.tracking` first; an object with neither is rejected here with a clear error instead of
-being annotated without masks.
+by :mod:`reviosa.annotate.mask_tracks` first; an object with neither is rejected here with a clear error instead
+of being annotated without masks. This check stays apart from the SAM2 tracker so that it runs without torch.
 """
 
 from __future__ import annotations

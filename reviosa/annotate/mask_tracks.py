@@ -28,18 +28,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reviosa.annotate.config import TrackingConfig
+from reviosa.annotate.config import MaskTrackConfig
 from reviosa.annotate.prompts_file import ObjectPrompt, check_prompts, prompt_frame, prompt_mask
 from reviosa.data.atomic import atomic_write_text
 from reviosa.data.format import InterRVOSDataset, Video
 from reviosa.data.rle import RLE, encode_mask
-from reviosa.model.config import ModelConfig, SAM2Config, resolve_config_path
+from reviosa.model.config import ModelConfig, SAM2Config
 
 TRACKS_DIR = "tracks"
 
 
-class TrackingError(ValueError):
-    """Tracking cannot run as configured (no weights, bad SAM2 config); the message says what to pass."""
+class MaskTrackError(ValueError):
+    """SAM2 tracking cannot run as configured (no weights, bad SAM2 config); the message says what to pass."""
 
 
 def resolve_sam2_config(name: str) -> SAM2Config:
@@ -48,22 +48,17 @@ def resolve_sam2_config(name: str) -> SAM2Config:
         return SAM2Config()
     if name == "tiny":
         return ModelConfig.from_yaml("tiny").sam2
-    import yaml
-
-    path = resolve_config_path(name) if not Path(name).is_file() else Path(name)
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(raw, dict):
-        raise TrackingError(f"{path}: a SAM2 config must be a mapping")
-    try:
-        return SAM2Config.model_validate(raw["sam2"]) if "sam2" in raw else SAM2Config.model_validate(raw)
-    except ValueError as err:
-        raise TrackingError(f"{path}: {err}") from None
+    raw, path = ModelConfig.read_raw(name)  # a shipped model config's name, or a path (ConfigError if neither)
+    section = raw.get("sam2", raw)
+    if not isinstance(section, dict):
+        raise MaskTrackError(f"{path}: `sam2` must be a mapping of SAM2Config fields")
+    return SAM2Config.from_dict(section, source=str(path))
 
 
 class SAM2Tracker:
     """A SAM2 model that turns per-object prompts into (T, H, W) mask tracks of one video at a time."""
 
-    def __init__(self, cfg: TrackingConfig):
+    def __init__(self, cfg: MaskTrackConfig):
         from reviosa.model.checkpoint import load_sam2_weights
         from reviosa.model.sam import build_sam2
 
@@ -71,7 +66,7 @@ class SAM2Tracker:
         self.sam2_cfg = resolve_sam2_config(cfg.sam2_config)
         checkpoint = cfg.sam2_checkpoint or self.sam2_cfg.checkpoint
         if checkpoint is None and not cfg.allow_random_weights:
-            raise TrackingError("no SAM2 checkpoint: pass the official sam2_hiera_large.pt (--sam2 CKPT), or "
+            raise MaskTrackError("no SAM2 checkpoint: pass the official sam2_hiera_large.pt (--sam2 CKPT), or "
                                 "--sam2-config tiny for a random model that only copies mask prompts (demo/tests)")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
@@ -80,7 +75,7 @@ class SAM2Tracker:
             load_sam2_weights(sam, checkpoint)
         self.sam = sam.eval().to(cfg.device)
         if not self.sam.use_mask_input_as_output_without_sam:
-            raise TrackingError("the SAM2 build must use mask prompts as the output of their frame")
+            raise MaskTrackError("the SAM2 build must use mask prompts as the output of their frame")
         self.frames_encoded = 0  # counts image-encoder calls (tests check that resumed videos cost nothing)
         self.max_memories = 0  # most per-object frame memories ever held (bounded, whatever the video length)
         self.fingerprint = _model_fingerprint(cfg)
@@ -123,10 +118,9 @@ class SAM2Tracker:
     def _step(self, ds, video, t, active, start, prompts, states, tracks, size, *, reverse: bool, keep: int) -> None:
         if not active:
             return
-        from reviosa.data.video import read_frame
         from reviosa.model.sam import preprocess_frames
 
-        image = preprocess_frames(np.array(read_frame(ds, video, t)[None]), self.image_size).to(self.cfg.device)
+        image = preprocess_frames(np.array(ds.read_frame(video, t)[None]), self.image_size).to(self.cfg.device)
         self.frames_encoded += 1
         _, feats, pos, sizes = self.sam._prepare_backbone_features(self.sam.forward_image(image))
         for o in active:
@@ -183,7 +177,7 @@ def _video_key(tracker_fp: str, video: Video, prompts: dict[int, ObjectPrompt]) 
     return hashlib.sha256(body.encode()).hexdigest()[:20]
 
 
-def track_split(ds: InterRVOSDataset, prompts: dict[str, dict[int, ObjectPrompt]], cfg: TrackingConfig,
+def track_split(ds: InterRVOSDataset, prompts: dict[str, dict[int, ObjectPrompt]], cfg: MaskTrackConfig,
                 state_dir: str | os.PathLike, *, progress: bool = True, tracker: SAM2Tracker | None = None
                 ) -> tuple[dict[int, list[RLE | None]], dict[str, Any]]:
     """Track every prompted object that has no given track; one atomic file per video under ``state_dir``.
@@ -222,7 +216,7 @@ def track_split(ds: InterRVOSDataset, prompts: dict[str, dict[int, ObjectPrompt]
     return out, counts
 
 
-def _model_fingerprint(cfg: TrackingConfig) -> str:
+def _model_fingerprint(cfg: MaskTrackConfig) -> str:
     """The tracker's fingerprint without building it (config, checkpoint name, seed)."""
     sam2 = resolve_sam2_config(cfg.sam2_config)
     checkpoint = cfg.sam2_checkpoint or sam2.checkpoint
@@ -238,9 +232,3 @@ def _stored(path: Path, key: str) -> dict[str, list] | None:
         return None
     return rec["tracks"] if rec.get("key") == key else None
 
-
-def masks_of(tracks: dict[int, list[RLE | None]], anno_id: int, size: tuple[int, int]) -> np.ndarray:
-    """Decode one stored track to a (T, H, W) bool array."""
-    from reviosa.data.rle import decode_rle
-
-    return np.stack([np.zeros(size, bool) if r is None else decode_rle(r) for r in tracks[anno_id]])
