@@ -411,6 +411,9 @@ def test_cli_predict_and_select_heads(model, tmp_path):
     bad = runner.invoke(app, ["predict", "--model", str(tmp_path / "nope"), "--video", str(video),
                               "--expression", "x"], env={"COLUMNS": "400"})
     assert bad.exit_code != 0 and "no such file or folder" in bad.output
+    bad = runner.invoke(app, ["predict", "--model", str(tmp_path / "ckpt"), "--video", str(video),
+                              "--expression", "x", "--set", "inference.key_frames=0"], env={"COLUMNS": "400"})
+    assert bad.exit_code == 2 and "inference.key_frames" in bad.output  # the checkpoint's config, overridden
     assert isinstance(InterRVOSDataset.load(ds.root), InterRVOSDataset)
 
 

@@ -68,3 +68,22 @@ def test_fetch_split_step_copies_an_s3_split(configured: StorageConfig, tmp_path
     configured.s3fs().put(str(local), f"{configured.bucket}/raw/split", recursive=True)
     fetched = steps.fetch_split(f"s3://{configured.bucket}/raw", str(tmp_path / "fetched"), path="split")
     assert fetched == stats
+
+
+def test_an_object_key_cannot_write_outside_the_destination(tmp_path: Path) -> None:
+    from reviosa.storage.fetch import _copy
+
+    class Recorder:  # the one filesystem call _copy makes; the guard must refuse before it
+        def __init__(self):
+            self.written: list[str] = []
+
+        def get_file(self, key: str, target: str) -> None:
+            self.written.append(target)
+            Path(target).write_text(key)
+
+    fs = Recorder()
+    objects = {"b/p/ok.txt": {}, "b/p/../../escape.txt": {}}
+    with pytest.raises(ValueError, match="outside"):
+        _copy(fs, "s3://b/p", objects, tmp_path / "dest")
+    assert not (tmp_path / "escape.txt").exists() and not (tmp_path.parent / "escape.txt").exists()
+    assert all(Path(t).resolve().is_relative_to((tmp_path / "dest").resolve()) for t in fs.written)

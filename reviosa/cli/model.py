@@ -41,6 +41,8 @@ def predict(model: str = typer.Option(..., "--model", help="Checkpoint folder or
             exp_id: str = typer.Option("0", "--exp-id", help="Expression id in the prediction layout"),
             answer: str = typer.Option(None, "--answer", help="Force the reply text instead of generating it"),
             overlay: str = typer.Option("gif", "--overlay", help="gif | mp4 | none"),
+            set_: list[str] = typer.Option([], "--set", help="Override a field of the checkpoint's model config, "
+                                           "e.g. --set inference.key_frames=8 (repeatable)"),
             device: str = typer.Option("cpu", "--device")) -> None:
     """Segment the actor (and target) of an expression: masks in the prediction layout plus an overlay."""
     from reviosa.evaluate.predictions import write_track
@@ -53,9 +55,9 @@ def predict(model: str = typer.Option(..., "--model", help="Checkpoint folder or
         raise typer.BadParameter("must be gif, mp4 or none", param_hint="--overlay")
     names, frames = _read_video(video)
     try:
-        net = ReviosaModel.from_pretrained(model, device=device)
+        net = ReviosaModel.from_pretrained(model, device=device, overrides=set_)
     except CheckpointError as err:
-        raise typer.BadParameter(str(err), param_hint="--model") from None
+        raise typer.BadParameter(str(err), param_hint="--model / --set") from None
     pred = predict_video(net, frames, expression, answer=answer)
     name = video.stem if video.is_file() else video.name
     write_track(out, name, exp_id, "actor", names, pred.actor)
@@ -74,6 +76,7 @@ def predict(model: str = typer.Option(..., "--model", help="Checkpoint folder or
 def select_heads(data: Path = typer.Option(..., "--data", help="Split folder (InterRVOS/MeViS layout)"),
                  model: str = typer.Option(None, "--model", help="Checkpoint folder or s3:// URI"),
                  config: str = typer.Option("tiny", "--config", help="Model config when --model is not given"),
+                 set_: list[str] = typer.Option([], "--set", help="Override a model config field (repeatable)"),
                  samples: int = typer.Option(16, "--samples", min=1, help="Expressions to measure"),
                  top_k: int = typer.Option(4, "--top-k", min=1),
                  out: Path = typer.Option(Path("head_selection"), "--out", help="Folder for the two plots"),
@@ -90,6 +93,7 @@ def select_heads(data: Path = typer.Option(..., "--data", help="Split folder (In
     from reviosa.model.aml_heads import select_heads as run_selection
     from reviosa.model.batch import collate, random_training_sample
     from reviosa.model.config import ModelConfig
+    from reviosa.model.errors import CheckpointError
     from reviosa.model.modeling import ReviosaModel
 
     try:
@@ -98,9 +102,10 @@ def select_heads(data: Path = typer.Option(..., "--data", help="Split folder (In
         raise typer.BadParameter(str(err), param_hint="--data") from None
     torch.manual_seed(seed)
     try:
-        net = ReviosaModel.from_pretrained(model) if model else ReviosaModel.from_config(ModelConfig.from_yaml(config))
-    except ConfigError as err:
-        raise typer.BadParameter(str(err), param_hint="--config") from None
+        net = (ReviosaModel.from_pretrained(model, overrides=set_) if model
+               else ReviosaModel.from_config(ModelConfig.from_yaml(config, set_)))
+    except (ConfigError, CheckpointError) as err:
+        raise typer.BadParameter(str(err), param_hint="--model / --config / --set") from None
     rng = np.random.default_rng(seed)
     videos = [v for v in ds.videos.values() if v.expressions]
     if not videos:

@@ -44,9 +44,13 @@ def _copy(fs, uri: str, objects: dict[str, dict], dest: Path) -> Path:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fs.get_file(root, str(dest))
         return dest
+    inside = dest.resolve()
     for key in objects:
         # The prefix's layout below ``root`` is kept, so a folder uploaded with put(recursive) comes back whole.
         target = dest / key[len(root) + 1:]
+        # Object keys are data: one such as ``prefix/../../x`` must not write outside ``dest``.
+        if not target.resolve().is_relative_to(inside):
+            raise ValueError(f"{uri}: object {key!r} would be written outside {dest}")
         target.parent.mkdir(parents=True, exist_ok=True)
         fs.get_file(key, str(target))
     return dest
