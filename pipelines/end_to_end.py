@@ -16,7 +16,7 @@ from reviosa.pipelines.resources import cpu, flaky, gpu, s3_env
 @dsl.pipeline(name="reviosa-end-to-end",
               description="Raw splits → annotated, DVC-versioned dataset → ReVIOSa trained on the GPU pool → "
                           "InterRVOS scores → MLflow registry (candidate) → KServe InferenceService.")
-def end_to_end_pipeline(raw_train: str, raw_val: str, data_repo: str, model_size: str = "1b", epochs: float = 1.0,
+def end_to_end_pipeline(raw_train: str, raw_val: str, data_repo: str, model_size: str = "1b", epochs: float = 0.0,
                         aml: bool = True, tokens: bool = True, train_overrides: list = [],
                         tracking_uri: str = "http://mlflow.reviosa.svc.cluster.local:5000",
                         backend: str = "offline", base_url: str = "", llm_model: str = "",

@@ -24,7 +24,7 @@ def train_steps(source, data_repo, train_path, val_path, **train_args):
 @dsl.pipeline(name="reviosa-training",
               description="Train ReVIOSa on a dataset version (DVC tag) and score it on the validation split.")
 def training_pipeline(data_version: str = "data-v1", data_repo: str = "", train_path: str = "data/train",
-                      val_path: str = "data/val", model_size: str = "1b", epochs: float = 1.0, aml: bool = True,
+                      val_path: str = "data/val", model_size: str = "1b", epochs: float = 0.0, aml: bool = True,
                       tokens: bool = True, overrides: list = [],
                       tracking_uri: str = "http://mlflow.reviosa.svc.cluster.local:5000", max_eval_videos: int = 0):
     job, val = train_steps(data_version, data_repo, train_path, val_path, config=model_size, overrides=overrides,

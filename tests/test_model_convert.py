@@ -1,8 +1,10 @@
-"""OpenGVLab InternVL-2.5 → transformers conversion on tiny random models written in the original remote-code layout."""
+"""Checkpoint conversion: OpenGVLab InternVL-2.5 → transformers (tiny random models in the original layout and the
+published 1B/4B key lists), and SAM2 / SAM2.1 against the sam2 package's own configs and checkpoint format."""
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -298,3 +300,215 @@ def test_opengvlab_folder_on_s3_is_fetched_and_converted(cfg, tokenizer, tmp_pat
     assert torch.equal(inner.model.vision_tower.encoder.layer[0].attention.q_proj.bias,
                        original.model.vision_tower.encoder.layer[0].attention.q_proj.bias)
     assert torch.equal(inner.lm_head.weight[: len(tokenizer)], original.lm_head.weight)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The published InternVL2_5-1B/4B weights, written down from OpenGVLab's remote code (not from our mapping):
+# modeling_intern_vit.py - InternVisionEmbeddings (class_embedding (1, 1, V), Conv2d patch_embedding with bias,
+# position_embedding (1, patches + 1, V)), InternVisionEncoderLayer (attn.qkv fused with bias, attn.proj, mlp.fc1/fc2,
+# norm1/norm2 = LayerNorm for norm_type "layer_norm", layer scales ls1/ls2; no final norm); modeling_internvl_chat.py -
+# mlp1 = LayerNorm(4V) (0), Linear(4V, H) (1), GELU (2), Linear(H, H) (3); Qwen2ForCausalLM - q/k/v with bias, o_proj
+# without, SwiGLU gate/up/down, RMSNorm weights, untied lm_head. Shapes are "A B" with symbols from the dims below.
+VISION_EMBEDDINGS = [("embeddings.class_embedding", "1 1 V"), ("embeddings.patch_embedding.weight", "V 3 P P"),
+                     ("embeddings.patch_embedding.bias", "V"), ("embeddings.position_embedding", "1 N V")]
+VISION_LAYER = [("ls1", "V"), ("ls2", "V"), ("norm1.weight", "V"), ("norm1.bias", "V"), ("norm2.weight", "V"),
+                ("norm2.bias", "V"), ("attn.qkv.weight", "3V V"), ("attn.qkv.bias", "3V"), ("attn.proj.weight", "V V"),
+                ("attn.proj.bias", "V"), ("mlp.fc1.weight", "F V"), ("mlp.fc1.bias", "F"), ("mlp.fc2.weight", "V F"),
+                ("mlp.fc2.bias", "V")]
+PROJECTOR = [("mlp1.0.weight", "4V"), ("mlp1.0.bias", "4V"), ("mlp1.1.weight", "H 4V"), ("mlp1.1.bias", "H"),
+             ("mlp1.3.weight", "H H"), ("mlp1.3.bias", "H")]
+LLM_LAYER = [("self_attn.q_proj.weight", "H H"), ("self_attn.q_proj.bias", "H"), ("self_attn.k_proj.weight", "K H"),
+             ("self_attn.k_proj.bias", "K"), ("self_attn.v_proj.weight", "K H"), ("self_attn.v_proj.bias", "K"),
+             ("self_attn.o_proj.weight", "H H"), ("mlp.gate_proj.weight", "I H"), ("mlp.up_proj.weight", "I H"),
+             ("mlp.down_proj.weight", "H I"), ("input_layernorm.weight", "H"), ("post_attention_layernorm.weight", "H")]
+LLM_OTHER = [("language_model.model.embed_tokens.weight", "W H"), ("language_model.model.norm.weight", "H"),
+             ("language_model.lm_head.weight", "W H")]
+# config.json values: InternViT-300M-448px-V2_5 (24 layers, 1024 wide, 16 heads, MLP 4096, patch 14, image 448) for
+# both; 1B: Qwen2.5-0.5B-Instruct (24 layers, 896, 14 heads / 2 kv heads of 64, MLP 4864); 4B: Qwen2.5-3B-Instruct
+# (36 layers, 2048, 16 heads / 2 kv heads of 128, MLP 11008); vocabulary 151674 = Qwen2.5's 151665 + InternVL's 9
+# (<img> </img> <IMG_CONTEXT>=151667 <quad> </quad> <ref> </ref> <box> </box>).
+PUBLISHED = {
+    "InternVL2_5-1B": dict(vision_layers=24, V=1024, heads=16, F=4096, P=14, image=448, layers=24, H=896, q_heads=14,
+                           kv_heads=2, I=4864, W=151674),
+    "InternVL2_5-4B": dict(vision_layers=24, V=1024, heads=16, F=4096, P=14, image=448, layers=36, H=2048, q_heads=16,
+                           kv_heads=2, I=11008, W=151674),
+}
+
+
+def _shape(spec: str, dims: dict[str, int]) -> tuple[int, ...]:
+    out = []
+    for tok in spec.split():
+        factor, sym = re.fullmatch(r"(\d*)([A-Z]?)", tok).groups()
+        out.append(int(factor or 1) * (dims[sym] if sym else 1))
+    return tuple(out)
+
+
+def published_weights(d: dict) -> dict[str, tuple[int, ...]]:
+    """Original weight name → shape of a published InternVL-2.5 checkpoint (from the tables above)."""
+    dims = {"V": d["V"], "P": d["P"], "N": (d["image"] // d["P"]) ** 2 + 1, "F": d["F"], "H": d["H"], "I": d["I"],
+            "K": d["kv_heads"] * d["H"] // d["q_heads"], "W": d["W"]}
+    out = {f"vision_model.{k}": _shape(s, dims) for k, s in VISION_EMBEDDINGS}
+    for i in range(d["vision_layers"]):
+        out.update({f"vision_model.encoder.layers.{i}.{k}": _shape(s, dims) for k, s in VISION_LAYER})
+    out.update({k: _shape(s, dims) for k, s in PROJECTOR + LLM_OTHER})
+    for i in range(d["layers"]):
+        out.update({f"language_model.model.layers.{i}.{k}": _shape(s, dims) for k, s in LLM_LAYER})
+    return out
+
+
+def published_config(d: dict) -> dict:
+    """The parts of the published config.json that the conversion reads."""
+    return {"model_type": "internvl_chat", "downsample_ratio": 0.5, "force_image_size": d["image"], "ps_version": "v2",
+            "select_layer": -1, "template": "internvl2_5", "tie_word_embeddings": False,
+            "vision_config": {"hidden_size": d["V"], "num_hidden_layers": d["vision_layers"],
+                              "num_attention_heads": d["heads"], "intermediate_size": d["F"], "image_size": d["image"],
+                              "patch_size": d["P"], "qkv_bias": True, "qk_normalization": False,
+                              "norm_type": "layer_norm", "layer_norm_eps": 1e-6, "hidden_act": "gelu",
+                              "initializer_factor": 0.1},
+            "llm_config": {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": d["H"],
+                           "num_hidden_layers": d["layers"], "num_attention_heads": d["q_heads"],
+                           "num_key_value_heads": d["kv_heads"], "intermediate_size": d["I"], "vocab_size": d["W"],
+                           "hidden_act": "silu", "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+                           "max_position_embeddings": 32768, "tie_word_embeddings": False}}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_published_internvl_weights_map_exactly_onto_transformers_internvl(name):
+    from reviosa.model.convert import convert_tensor, expected_shapes, hf_config_from_opengvlab
+
+    d = PUBLISHED[name]
+    published = published_weights(d)
+    if name == "InternVL2_5-1B":  # 938 M (1b.yaml) and 3.7 B in all: untied lm_head, no vision final norm
+        assert round(sum(math.prod(s) for s in published.values()) / 1e6) == 938
+    else:
+        assert round(sum(math.prod(s) for s in published.values()) / 1e8) == 37
+    hf = hf_config_from_opengvlab(published_config(d), image_token_id=151667)
+    want = expected_shapes(hf)  # transformers' own InternVL on the meta device: nothing allocated
+    got: dict[str, tuple[int, ...]] = {}
+    for key, shape in published.items():
+        for new, tensor in convert_tensor(key, torch.empty(shape, device="meta"), d["V"], name):
+            assert new not in got, (key, new)
+            got[new] = tuple(tensor.shape)
+    assert set(got) == set(want), (sorted(set(want) - set(got))[:5], sorted(set(got) - set(want))[:5])
+    assert got == want
+    assert got["model.vision_tower.encoder.layer.23.attention.k_proj.weight"] == (d["V"], d["V"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# SAM2 and SAM2.1: our builder against the sam2 package's own Hydra configs, and official-format checkpoints.
+SAM2_VARIANTS = [(v, size, short) for v in ("2", "2.1") for size, short in
+                 (("tiny", "t"), ("small", "s"), ("base_plus", "b+"), ("large", "l"))]
+
+
+def _hydra_sam2(version: str, short: str, meta: bool = True):
+    """The sam2 package's model for one official config (configs/sam2/sam2_hiera_*.yaml or the sam2.1 ones)."""
+    import sam2  # noqa: F401 - importing it registers its packaged configs with Hydra
+    from hydra import compose
+    from hydra.utils import instantiate
+
+    from reviosa.model.sam import weights_on_meta
+
+    prefix = "sam2" if version == "2" else "sam2.1"
+    conf = compose(config_name=f"configs/{prefix}/{prefix}_hiera_{short}.yaml").model
+    if not meta:
+        return instantiate(conf, _recursive_=True)
+    with weights_on_meta():
+        return instantiate(conf, _recursive_=True)
+
+
+def _settings(model) -> dict[str, object]:
+    """Every plain setting (number, flag, string, list of them) of every submodule, by module path."""
+    from collections.abc import Sequence
+
+    out = {}
+    for name, mod in model.named_modules():
+        for k, v in vars(mod).items():
+            if k.startswith("_") or k == "training":
+                continue
+            if isinstance(v, (bool, int, float, str)):
+                out[f"{name}:{k}"] = v
+            elif isinstance(v, Sequence) and all(isinstance(x, (bool, int, float, str)) for x in v):
+                out[f"{name}:{k}"] = list(v)  # Hydra hands lists over as ListConfig
+    return out
+
+
+@pytest.mark.parametrize(("version", "size", "short"), SAM2_VARIANTS)
+def test_sam2_builder_matches_each_official_hydra_config(version, size, short):
+    from reviosa.model.config import SAM2Config
+    from reviosa.model.sam import build_sam2, sam2_shapes, weights_on_meta
+
+    ref = _hydra_sam2(version, short)
+    cfg = SAM2Config(version=version, size=size)
+    # same names and shapes => sam2{,.1}_hiera_<size>.pt load strictly; built on the meta device (Hiera-L is 224 M)
+    assert sam2_shapes(cfg) == {k: tuple(v.shape) for k, v in ref.state_dict().items()}
+    with weights_on_meta():
+        ours = build_sam2(cfg)
+    theirs, mine = _settings(ref), _settings(ours)
+    assert len(theirs) > 1000
+    assert {k: (theirs.get(k), mine.get(k)) for k in theirs.keys() | mine.keys() if theirs.get(k) != mine.get(k)} == {}
+    assert ("obj_ptr_tpos_proj.weight" in ref.state_dict()) == (version == "2.1")
+
+
+@pytest.fixture(scope="module")
+def sam2_tiny_files(tmp_path_factory) -> dict[str, Path]:
+    """Random SAM2 / SAM2.1 Hiera-T built by the sam2 package, saved like the official .pt files."""
+    out = {}
+    folder = tmp_path_factory.mktemp("sam2_official")
+    for version in ("2", "2.1"):
+        torch.manual_seed(11)
+        ref = _hydra_sam2(version, "t", meta=False)
+        path = folder / ("sam2_hiera_tiny.pt" if version == "2" else "sam2.1_hiera_tiny.pt")
+        torch.save({"model": ref.state_dict()}, path)
+        out[version] = path
+    return out
+
+
+@pytest.mark.parametrize("version", ["2", "2.1"])
+def test_official_sam2_and_sam21_checkpoints_load_with_their_version(version, sam2_tiny_files):
+    from reviosa.model.checkpoint import load_sam2_weights
+    from reviosa.model.config import ModelConfig, SAM2Config
+    from reviosa.model.sam import build_sam2
+
+    # the version/size are ordinary model-config fields, e.g. --set sam2.version=2.1 --set sam2.size=tiny
+    cfg = ModelConfig.from_yaml("1b", [f"sam2.version={version}", "sam2.size=tiny"]).sam2
+    assert cfg == SAM2Config(version=version, size="tiny")
+    ours = build_sam2(cfg)
+    load_sam2_weights(ours, sam2_tiny_files[version])
+    saved = torch.load(sam2_tiny_files[version], weights_only=True)["model"]
+    assert ours.state_dict().keys() == saved.keys()
+    assert all(torch.equal(ours.state_dict()[k], v) for k, v in saved.items())
+    assert (ours.no_obj_embed_spatial is not None) == (version == "2.1") and ours.add_tpos_enc_to_obj_ptrs == (
+        version == "2.1")
+
+
+def test_wrong_sam2_checkpoint_names_the_mismatch_and_the_setting(sam2_tiny_files, tmp_path):
+    from reviosa.model.checkpoint import load_sam2_weights, sam2_state_problems
+    from reviosa.model.config import SAM2Config
+    from reviosa.model.errors import CheckpointError
+    from reviosa.model.sam import build_sam2, sam2_shapes
+
+    v1 = build_sam2(SAM2Config(size="tiny"))
+    with pytest.raises(CheckpointError) as err:
+        load_sam2_weights(v1, sam2_tiny_files["2.1"])
+    msg = str(err.value)
+    assert "sam2.1_hiera_tiny.pt" in msg and "3 unexpected" in msg and "no_obj_embed_spatial" in msg
+    assert "obj_ptr_tpos_proj.weight" in msg and "set sam2.version=2.1" in msg and "missing" not in msg
+    v21 = build_sam2(SAM2Config(size="tiny", version="2.1"))
+    with pytest.raises(CheckpointError, match=r"3 missing.*set sam2\.version=2\b"):
+        load_sam2_weights(v21, sam2_tiny_files["2"])
+
+    # Hiera-T weights for the default Hiera-L model (shapes only: nothing of Hiera-L is allocated)
+    tiny = {k: v.shape for k, v in torch.load(sam2_tiny_files["2"], weights_only=True)["model"].items()}
+    msg = sam2_state_problems(sam2_shapes(SAM2Config()), tiny)
+    assert re.search(r"\d+ missing, e\.g\. \['image_encoder\.trunk\.blocks\.\d+\.", msg)
+    assert "of another shape, e.g. image_encoder.neck.convs.0.conv.weight (256, 768, 1, 1) vs the model's " in msg
+    assert "set sam2.size=tiny" in msg and "sam2.version" not in msg
+    big21 = {k: tuple(v.shape) for k, v in _hydra_sam2("2.1", "l").state_dict().items()}
+    msg = sam2_state_problems(sam2_shapes(SAM2Config()), big21)
+    assert msg.startswith("3 unexpected") and "sam2.version=2.1" in msg and "sam2.size" not in msg
+    assert sam2_state_problems(sam2_shapes(SAM2Config(version="2.1")), big21) is None
+
+    other = tmp_path / "not_sam2.pt"
+    torch.save({"model": {"backbone.weight": torch.zeros(2)}}, other)
+    with pytest.raises(CheckpointError, match="is it a SAM2 checkpoint at all"):
+        load_sam2_weights(v1, other)

@@ -217,7 +217,8 @@ def test_ui_switches_reach_the_training_config(tmp_path):
     assert cfg(2.0, False, True).model.loss.aml_heads == [] and not cfg(2.0, False, True).model.shared_seg_token
     assert cfg(2.0, True, False).model.loss.aml_heads and cfg(2.0, True, False).model.shared_seg_token
     assert full.data.train == str(split) and full.data.val is None and full.out == str(tmp_path / "w")
-    per_step = full.batch_size * full.grad_accum * full.data.expressions_per_sample
+    per_step = full.batch_size * full.grad_accum  # tiny: one item per expression (data.unit), one process
+    assert full.data.unit == "expression"
     assert total_steps(full, stats["expressions"], 1) == -(-2 * stats["expressions"] // per_step)  # rounded up
     assert total_steps(cfg(0.0, True, True, extra=["steps=7"]), stats["expressions"], 1) == 7
     assert not full.tracking.enabled and cfg(0.0, True, True, "http://mlflow:5000").tracking.uri == "http://mlflow:5000"

@@ -196,8 +196,12 @@ def test_mask_only_steps_train_the_first_steps_on_the_mask_losses_alone(synth, t
                    **{"data.expressions_per_sample": 1, "checkpoint.every": 3})
     before = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     run(cfg, progress=False)
-    # an in-process run leaves no launcher variables behind (a later run would reuse its port)
+    # an in-process run leaves no launcher variables behind (a later run would reuse its port) ...
     assert {k: os.environ.get(k) for k in before} == before
+    # ... nor a process group DeepSpeed would still broadcast over: a second run in this process works
+    again = run(tiny_cfg(synth, tmp_path / "again", steps=1, batch_size=1,
+                         **{"data.expressions_per_sample": 1, "checkpoint.every": 1}), progress=False)
+    assert again["step"] == 1
     w = cfg.model.loss
     hist = [json.loads(ln) for ln in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     mask = [w.bce_weight * h["loss_seg"] + w.dice_weight * h["loss_dice"] for h in hist]

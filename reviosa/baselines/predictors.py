@@ -19,7 +19,10 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from reviosa.data.format import Expression, InterRVOSDataset, Video
+from reviosa.evaluate.official import results_entry, write_results
 from reviosa.evaluate.predictions import write_track
+
+FORMATS = ("png", "official")
 
 Prediction = tuple[np.ndarray, np.ndarray | None]  # actor (T,H,W), target (T,H,W) or None
 
@@ -90,16 +93,21 @@ PREDICTORS: dict[str, Callable[[InterRVOSDataset, Video, list[Expression]], Iter
 }
 
 
-def _predict_video(args: tuple[str, str, str, str]) -> int:
-    name, root, vid, out = args
+def _predict_video(args: tuple[str, str, str, str, str]) -> tuple[int, list[dict]]:
+    """Predict one video: PNGs are written here; official entries go back to the parent, which writes one file."""
+    name, root, vid, out, fmt = args
     ds = _dataset(root)
     video = ds.videos[vid]
     exps = list(video.expressions.values())
+    entries = []
     for e, (actor, target) in zip(exps, PREDICTORS[name](ds, video, exps)):
+        if fmt == "official":
+            entries.append(results_entry(0, vid, e.exp_id, e.text, video.frames, actor, target))
+            continue
         write_track(out, vid, e.exp_id, "actor", video.frames, actor)
         if target is not None:
             write_track(out, vid, e.exp_id, "target", video.frames, target)
-    return len(exps)
+    return len(exps), entries
 
 
 _CACHE: dict[str, InterRVOSDataset] = {}
@@ -112,23 +120,37 @@ def _dataset(root: str) -> InterRVOSDataset:
     return _CACHE[root]
 
 
-def run_baseline(name: str, data: str | os.PathLike, out: str | os.PathLike, *, workers: int | None = None) -> int:
-    """Write predictions of baseline ``name`` for every expression of a split; returns the expression count."""
+def run_baseline(name: str, data: str | os.PathLike, out: str | os.PathLike, *, workers: int | None = None,
+                 fmt: str = "png") -> int:
+    """Write predictions of baseline ``name`` for every expression of a split; returns the expression count.
+
+    ``fmt``: ``png`` (the prediction folder) or ``official`` (one ``results.json`` in ``out``, or ``out`` itself
+    when it names a .json file).
+    """
     if name not in PREDICTORS:
         raise ValueError(f"unknown baseline {name!r}; choose one of {sorted(PREDICTORS)}")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown prediction format {fmt!r}; choose one of {FORMATS}")
     ds = InterRVOSDataset.load(data)
-    jobs = [(name, str(Path(data).resolve()), vid, str(out)) for vid in ds.videos]
+    jobs = [(name, str(Path(data).resolve()), vid, str(out), fmt) for vid in ds.videos]
     workers = workers or os.cpu_count() or 1
     bar = tqdm(total=len(jobs), desc=f"baseline {name}", unit="video", disable=None)
-    done = 0
+    done, entries = 0, []
     if workers == 1 or len(jobs) < 2:
-        for job in jobs:
-            done += _predict_video(job)
+        results = map(_predict_video, jobs)
+        for n, part in results:
+            done += n
+            entries += part
             bar.update()
     else:
         with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-            for n in pool.map(_predict_video, jobs, chunksize=4):
+            for n, part in pool.map(_predict_video, jobs, chunksize=4):
                 done += n
+                entries += part
                 bar.update()
     bar.close()
+    if fmt == "official":
+        for i, e in enumerate(entries):  # official inference numbers expressions in dataset order
+            e["index"] = i
+        write_results(out, entries)
     return done

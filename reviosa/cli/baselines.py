@@ -1,4 +1,4 @@
-"""``reviosa baseline``: reference predictors that write predictions in the evaluator's layout."""
+"""``reviosa baseline``: reference predictors that write predictions in the evaluator's layout or as results.json."""
 
 from __future__ import annotations
 
@@ -14,10 +14,17 @@ def register(app: typer.Typer) -> None:
 
 def baseline(name: str = typer.Argument(..., help="oracle | empty | largest-moving"),
              data: Path = typer.Option(..., "--data", help="Split folder"),
-             out: Path = typer.Option(..., "--out", help="Prediction folder (<video>/<exp>/actor|target/*.png)"),
-             workers: int = typer.Option(0, help="Worker processes (0 = all cores)")) -> None:
+             out: Path = typer.Option(..., "--out", help="Prediction folder (<video>/<exp>/actor|target/*.png; "
+                                      "with --format official: <out>/results.json, or OUT itself if it ends in .json)"),
+             workers: int = typer.Option(0, help="Worker processes (0 = all cores)"),
+             fmt: str = typer.Option("png", "--format", help="png | official (one results.json as official "
+                                     "inference writes it)")) -> None:
     """Run a baseline predictor over every expression of a split."""
-    from reviosa.baselines.predictors import run_baseline
+    from reviosa.baselines.predictors import FORMATS, run_baseline
+    from reviosa.evaluate.official import results_path
 
-    n = run_baseline(name, data, out, workers=workers or None)
-    typer.echo(f"{name}: wrote predictions for {n} expressions to {out}")
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"must be one of {', '.join(FORMATS)}", param_hint="--format")
+    n = run_baseline(name, data, out, workers=workers or None, fmt=fmt)
+    where = results_path(out) if fmt == "official" else out
+    typer.echo(f"{name}: wrote predictions for {n} expressions to {where}")

@@ -1,4 +1,4 @@
-"""``reviosa data ...``: dataset generation, validation, statistics and clip extraction."""
+"""``reviosa data ...``: dataset generation, validation, statistics, layout conversion and clip extraction."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import typer
 
 from reviosa.cli.options import SET_HELP, load_config
 
-data_app = typer.Typer(help="InterRVOS datasets: validate, inspect, extract clips.", no_args_is_help=True)
+data_app = typer.Typer(help="InterRVOS datasets: validate, inspect, convert layouts, extract clips.",
+                       no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -28,7 +29,12 @@ def validate(split: Path = typer.Argument(..., help="Split folder with meta_expr
         typer.secho(f"invalid: {err}", fg="red", err=True)
         raise typer.Exit(1) from None
     stats = ds.stats()
-    typer.echo(f"ok: {stats['videos']} videos, {stats['expressions']} expressions")
+    line = (f"ok: {stats['videos']} videos, {stats['expressions']} expressions ({ds.layout} layout, "
+            f"{stats['expressions_with_target']} with a target)")
+    if ds.role_split is not None:
+        line += (f"; {ds.role_split.meta_file}: {stats['role_expressions']} expressions for the Actor score, "
+                 f"{stats['role_expressions_with_target']} with a target for the Target score")
+    typer.echo(line)
 
 
 @data_app.command("stats")
@@ -38,6 +44,33 @@ def stats(split: Path = typer.Argument(..., help="Split folder")) -> None:
 
     for k, v in InterRVOSDataset.load(split, check_frames=False).stats().items():
         typer.echo(f"{k:28s} {v}")
+
+
+@data_app.command("convert")
+def convert(src: Path = typer.Argument(..., help="Split folder in either layout"),
+            dst: Path = typer.Argument(..., help="New split folder (must not exist or be empty)"),
+            to: str = typer.Option(..., "--to", help="official | reviosa"),
+            frames: str = typer.Option("link", "--frames",
+                                       help="link (hard links; copies across filesystems) | copy | skip"),
+            overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty DST")) -> None:
+    """Rewrite a split in the official InterRVOS or the reviosa layout; every field and mask bit is kept."""
+    from reviosa.data.convert import convert_split
+    from reviosa.data.format import LAYOUTS, DatasetError
+
+    if to not in LAYOUTS:
+        raise typer.BadParameter(f"must be one of {', '.join(LAYOUTS)}", param_hint="--to")
+    try:
+        ds = convert_split(src, dst, to, frames=frames, overwrite=overwrite)
+    except DatasetError as err:
+        typer.secho(f"invalid: {err}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    except (ValueError, FileExistsError) as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    stats = ds.stats()
+    extra = f" and {ds.role_split.meta_file}" if ds.role_split is not None else ""
+    typer.echo(f"wrote {dst} in the {to} layout: {stats['videos']} videos, {stats['expressions']} expressions"
+               f"{extra}; round trip checked")
 
 
 @data_app.command("extract-clips")

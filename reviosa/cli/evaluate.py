@@ -1,4 +1,4 @@
-"""``reviosa evaluate``: score a prediction folder with the InterRVOS protocol."""
+"""``reviosa evaluate``: score a prediction folder or an official results.json with the InterRVOS protocol."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ def register(app: typer.Typer) -> None:
 def evaluate(
     data: Path = typer.Option(..., "--data", help="Split folder (meta_expressions.json, mask_dict.json, frames)"),
     predictions: Path = typer.Option(..., "--predictions",
-                                     help="Prediction folder: <video>/<exp_id>/actor|target/<frame>.png"),
+                                     help="Prediction folder (<video>/<exp_id>/actor|target/<frame>.png), an "
+                                     "official results.json, or a folder of results_pid_<k>.json (merged)"),
     out: Path | None = typer.Option(None, "--out", help="Output folder [default: <predictions>-eval beside it]"),
     config: str = typer.Option("default", "--config", help="EvalConfig: shipped name or YAML path"),
     set_: list[str] = typer.Option([], "--set", help=SET_HELP),
@@ -39,21 +40,26 @@ def evaluate(
     except DatasetError as err:
         typer.echo(f"error: invalid dataset: {err}", err=True)
         raise typer.Exit(2) from None
-    if not predictions.is_dir():
-        typer.echo(f"error: prediction folder {predictions} does not exist", err=True)
+    if not predictions.exists():
+        typer.echo(f"error: predictions {predictions} do not exist", err=True)
         raise typer.Exit(2)
     try:
         result = evaluate_split(ds, predictions, cfg)
     except (PredictionError, DatasetError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None
-    out = out or predictions.resolve().parent / f"{predictions.resolve().name}-eval"
+    resolved = predictions.resolve()
+    # A results.json is named after its folder: "results" says nothing about the method.
+    label = resolved.name if resolved.is_dir() else resolved.parent.name
+    out = out or resolved.parent / f"{resolved.name if resolved.is_dir() else resolved.stem}-eval"
     paths = write_outputs(result, out)
-    typer.echo(format_table(result, name or predictions.resolve().name))
+    typer.echo(format_table(result, name or label))
+    typer.echo(f"predictions read: {result.predictions}")
     shown = 20
     for m in result.missing[:shown]:
-        what = "whole role folder, scored J = F = 0" if m.whole_role else f"{len(m.frames)} frame(s) scored empty"
+        what = ("whole role (folder or results.json entry), scored J = F = 0" if m.whole_role
+                else f"{len(m.frames)} frame(s) scored empty")
         typer.echo(f"missing: {m.name} ({what})", err=True)
     if len(result.missing) > shown:
         typer.echo(f"missing: ... {len(result.missing) - shown} more, all named in {paths['json']}", err=True)
-    typer.echo(f"wrote {paths['csv']}, {paths['json']}, {paths['histogram']}")
+    typer.echo(f"wrote {', '.join(str(p) for p in paths.values())}")

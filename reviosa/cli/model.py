@@ -1,5 +1,6 @@
-"""``reviosa predict``, ``reviosa select-heads`` and ``reviosa convert-internvl``: run a ReVIOSa model on a video,
-pick AML layer/heads, convert an original OpenGVLab InternVL-2.5 checkpoint to the transformers layout."""
+"""``reviosa predict``, ``reviosa select-heads``, ``reviosa convert-internvl`` and ``reviosa convert-official``: run
+a ReVIOSa model on a video, pick AML layer/heads, convert an original OpenGVLab InternVL-2.5 checkpoint to the
+transformers layout, import a checkpoint of the official ReVIOSa code."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ def register(app: typer.Typer) -> None:
     app.command("predict")(predict)
     app.command("select-heads")(select_heads)
     app.command("convert-internvl")(convert_internvl)
+    app.command("convert-official")(convert_official)
 
 
 def _read_video(path: Path):
@@ -41,10 +43,13 @@ def predict(model: str = typer.Option(..., "--model", help="Checkpoint folder or
             exp_id: str = typer.Option("0", "--exp-id", help="Expression id in the prediction layout"),
             answer: str = typer.Option(None, "--answer", help="Force the reply text instead of generating it"),
             overlay: str = typer.Option("gif", "--overlay", help="gif | mp4 | none"),
+            fmt: str = typer.Option("png", "--format", help="png (the prediction folder) | official (add the "
+                                    "expression to <out>/results.json, or OUT itself if it ends in .json)"),
             set_: list[str] = typer.Option([], "--set", help="Override a field of the checkpoint's model config, "
                                            "e.g. --set inference.key_frames=8 (repeatable)"),
             device: str = typer.Option("cpu", "--device")) -> None:
     """Segment the actor (and target) of an expression: masks in the prediction layout plus an overlay."""
+    from reviosa.evaluate.official import results_entry, results_path, write_results
     from reviosa.evaluate.predictions import write_track
     from reviosa.model.errors import CheckpointError
     from reviosa.model.inference import predict_video
@@ -53,6 +58,8 @@ def predict(model: str = typer.Option(..., "--model", help="Checkpoint folder or
 
     if overlay not in ("gif", "mp4", "none"):
         raise typer.BadParameter("must be gif, mp4 or none", param_hint="--overlay")
+    if fmt not in ("png", "official"):
+        raise typer.BadParameter("must be png or official", param_hint="--format")
     names, frames = _read_video(video)
     try:
         net = ReviosaModel.from_pretrained(model, device=device, overrides=set_)
@@ -60,17 +67,22 @@ def predict(model: str = typer.Option(..., "--model", help="Checkpoint folder or
         raise typer.BadParameter(str(err), param_hint="--model / --set") from None
     pred = predict_video(net, frames, expression, answer=answer)
     name = video.stem if video.is_file() else video.name
-    write_track(out, name, exp_id, "actor", names, pred.actor)
-    if pred.target is not None:
-        write_track(out, name, exp_id, "target", names, pred.target)
+    if fmt == "official":
+        written = write_results(out, [results_entry(0, name, exp_id, expression, names, pred.actor, pred.target,
+                                                    pred.text)], merge=True)
+        folder = written.parent / name / exp_id
+    else:
+        write_track(out, name, exp_id, "actor", names, pred.actor)
+        if pred.target is not None:
+            write_track(out, name, exp_id, "target", names, pred.target)
+        folder = out / name / exp_id
     typer.echo(f"answer: {pred.text!r}")
     typer.echo(f"actor: {int(pred.actor.any(axis=(1, 2)).sum())}/{len(names)} frames with a mask; target: "
                + ("none" if pred.target is None else f"{int(pred.target.any(axis=(1, 2)).sum())}/{len(names)}"))
     if overlay != "none":
-        path = write_overlay(out / name / exp_id / f"overlay.{overlay}",
-                             overlay_frames(frames, pred.actor, pred.target))
+        path = write_overlay(folder / f"overlay.{overlay}", overlay_frames(frames, pred.actor, pred.target))
         typer.echo(f"overlay: {path}")
-    typer.echo(f"masks: {out / name / exp_id}")
+    typer.echo(f"masks: {results_path(out) if fmt == 'official' else folder}")
 
 
 def select_heads(data: Path = typer.Option(..., "--data", help="Split folder (InterRVOS/MeViS layout)"),
@@ -137,3 +149,29 @@ def convert_internvl(src: Path = typer.Argument(..., help="OpenGVLab InternVL-2.
     except ConversionError as err:
         raise typer.BadParameter(str(err), param_hint="SRC/DST") from None
     typer.echo(f"converted: {out}")
+
+
+def convert_official(src: Path = typer.Argument(..., help="Official ReVIOSa checkpoint folder (convert_to_hf.py "
+                                                "output, model_type reviosa_chat)"),
+                     dst: Path = typer.Argument(..., help="Output folder: a reviosa checkpoint"),
+                     config: str = typer.Option("1b", "--config", help="Model config for what the official "
+                                                "checkpoint does not say (SAM2 version/size, LoRA, prompts, ...)"),
+                     set_: list[str] = typer.Option([], "--set", help="Override a model config field, e.g. "
+                                                    "--set sam2.version=2.1 (repeatable)"),
+                     any_template: bool = typer.Option(False, "--any-template", help="Import a checkpoint trained "
+                                                       "with a non-Qwen chat template (e.g. the official 4B's)"),
+                     overwrite: bool = typer.Option(False, "--overwrite", help="Replace DST if it exists")) -> None:
+    """Import a ReVIOSa trained with the official code (LoRA merged) as a reviosa checkpoint to predict, serve and
+    fine-tune (``reviosa train --set init_from=DST``)."""
+    from reviosa.config import ConfigError
+    from reviosa.model.errors import CheckpointError
+    from reviosa.model.official import import_official_checkpoint
+
+    try:
+        out = import_official_checkpoint(src, dst, config=config, overrides=set_, overwrite=overwrite,
+                                         any_template=any_template)
+    except ConfigError as err:
+        raise typer.BadParameter(str(err), param_hint="--config / --set") from None
+    except CheckpointError as err:
+        raise typer.BadParameter(str(err), param_hint="SRC/DST") from None
+    typer.echo(f"imported: {out}")

@@ -13,6 +13,11 @@ objects a plain RVOS model must segment (the actor side). InterRVOS adds, per ex
 ``target_obj_id`` / ``target_anno_id``; per video, ``objects`` (obj_id -> anno_id, category) and the
 frame size. MeViS data, which has none of these, loads unchanged with every expression typed from its
 object count.
+
+The released InterRVOS layout (``subject/object`` and ``caption_type`` per expression, and in val a second pair
+``new_meta_expressions.json`` / ``new_mask_dict.json`` that the Actor and Target scores read) loads too, without
+losing a field: :mod:`reviosa.data.official` classifies its expressions into the fields above and keeps what they
+cannot give back, so either layout is written back exactly (``save(layout=...)``).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from reviosa.data import official as off
 from reviosa.data.atomic import atomic_write_text
 from reviosa.data.rle import RLE, decode_rle
 from reviosa.data.video import VideoDecodeError, decode_video, read_image
@@ -35,6 +41,10 @@ META_FILE = "meta_expressions.json"
 MASK_FILE = "mask_dict.json"
 FRAMES_DIR = "JPEGImages"
 SCENE_GRAPH_FILE = "scene_graph.json"
+#: the official val folder's second pair: the expressions and masks of the Actor and Target scores
+NEW_META_FILE = "new_meta_expressions.json"
+NEW_MASK_FILE = "new_mask_dict.json"
+LAYOUTS = ("reviosa", "official")
 
 
 class DatasetError(ValueError):
@@ -89,11 +99,27 @@ class Expression:
     target_obj_ids: list[int] = field(default_factory=list)
     target_anno_ids: list[int] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: what only the official layout says (see :mod:`reviosa.data.official`); empty for reviosa-born expressions
+    official: dict[str, Any] = field(default_factory=dict)
 
     @property
     def has_target(self) -> bool:
         """True for role-annotated (unidirectional) interaction expressions."""
         return bool(self.target_anno_ids)
+
+    @property
+    def object_anno_ids(self) -> list[int]:
+        """``subject/object.anno_id.object`` of the official form: the GT of the official Target score."""
+        if not self.official:
+            return list(self.target_anno_ids)
+        return off.object_ids(off.core(self.text, self.fields, self.official))
+
+    @property
+    def fields(self) -> off.Fields:
+        """The ids, type and direction as the official codec sees them."""
+        return off.Fields(list(self.obj_ids), list(self.anno_ids), self.type.value,
+                          self.direction.value if self.direction else None, list(self.target_obj_ids),
+                          list(self.target_anno_ids))
 
     def to_json(self) -> dict[str, Any]:
         """MeViS fields first, InterRVOS fields beside them."""
@@ -104,6 +130,8 @@ class Expression:
         if self.type is ExpressionType.INTERACTION or self.target_anno_ids:
             out["target_obj_id"] = list(self.target_obj_ids)
             out["target_anno_id"] = list(self.target_anno_ids)
+        if self.official:
+            out["official"] = self.official
         out.update(self.extra)
         return out
 
@@ -120,18 +148,26 @@ class Video:
     width: int | None = None
     video_file: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: height/width were read from the masks or frames, not the file: saving must not add them
+    size_inferred: bool = field(default=False, compare=False, repr=False)
 
     @property
     def num_frames(self) -> int:
         return len(self.frames)
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"frames": list(self.frames),
-                               "expressions": {k: e.to_json() for k, e in self.expressions.items()}}
+    def to_json(self, layout: str = "reviosa") -> dict[str, Any]:
+        """The video's JSON in the reviosa or the official layout (they differ only in the expressions)."""
+        if layout == "official":
+            exps = {k: official_json(e) for k, e in self.expressions.items()}
+        elif layout == "reviosa":
+            exps = {k: e.to_json() for k, e in self.expressions.items()}
+        else:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        out: dict[str, Any] = {"frames": list(self.frames), "expressions": exps}
         if self.objects:
             out["objects"] = {str(o.obj_id): {"anno_id": o.anno_id, "category": o.category, **o.attributes}
                               for o in self.objects.values()}
-        if self.height is not None:
+        if self.height is not None and not self.size_inferred:
             out["height"], out["width"] = self.height, self.width
         if self.video_file is not None:
             out["video_file"] = self.video_file
@@ -146,13 +182,24 @@ class InterRVOSDataset:
     root: Path
     videos: dict[str, Video]
     mask_dict: dict[int, list[RLE | None]]
+    #: the layout the files were read in, and the one ``save`` writes by default
+    layout: str = "reviosa"
+    #: an official val folder's ``new_*`` pair (the Actor and Target scores' expressions and masks), else None
+    role_split: InterRVOSDataset | None = None
+    meta_file: str = META_FILE
+    mask_file: str = MASK_FILE
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, root: str | os.PathLike, *, check_frames: bool = True) -> "InterRVOSDataset":
-        """Load and validate a split directory; raise :class:`DatasetError` on the first problem."""
+    def load(cls, root: str | os.PathLike, *, check_frames: bool = True, meta_file: str = META_FILE,
+             mask_file: str = MASK_FILE) -> "InterRVOSDataset":
+        """Load and validate a split directory (either layout); raise :class:`DatasetError` on the first problem.
+
+        Beside ``meta_expressions.json``, a ``new_meta_expressions.json`` (official val) is loaded and checked too,
+        as :attr:`role_split`.
+        """
         root = Path(root)
-        meta_path, mask_path = root / META_FILE, root / MASK_FILE
+        meta_path, mask_path = root / meta_file, root / mask_file
         meta = _read_json(meta_path)
         masks_raw = _read_json(mask_path) if mask_path.exists() else {}
         if not isinstance(meta, dict) or not isinstance(meta.get("videos"), dict):
@@ -171,13 +218,40 @@ class InterRVOSDataset:
                 raise DatasetError(mask_path, "mask track must be a list of RLE or null per frame", field=key)
             mask_dict[anno] = track
         videos = {name: _parse_video(meta_path, name, v) for name, v in meta["videos"].items()}
-        ds = cls(root=root, videos=videos, mask_dict=mask_dict)
+        ds = cls(root=root, videos=videos, mask_dict=mask_dict, layout=_layout(meta_path, meta["videos"]),
+                 meta_file=meta_file, mask_file=mask_file)
         ds.validate(check_frames=check_frames)
+        if meta_file == META_FILE and (root / NEW_META_FILE).exists():
+            if not (root / NEW_MASK_FILE).exists():
+                raise DatasetError(root / NEW_MASK_FILE, f"file does not exist, but {NEW_META_FILE} does (the Actor "
+                                   "and Target scores read both)")
+            ds.role_split = cls.load(root, check_frames=False, meta_file=NEW_META_FILE, mask_file=NEW_MASK_FILE)
+            ds._check_role_split()
         return ds
+
+    def _check_role_split(self) -> None:
+        # Predictions are made for meta_expressions.json: a scored expression that is not there has none.
+        role = self.role_split
+        path = role.root / role.meta_file
+        for vid, video in role.videos.items():
+            main = self.videos.get(vid)
+            if main is None:
+                raise DatasetError(path, f"video is not in {self.meta_file}, so it has no predictions", video=vid)
+            if video.frames != main.frames:
+                raise DatasetError(path, f"frames differ from those in {self.meta_file} ({video.num_frames} vs "
+                                   f"{main.num_frames}); predictions have one mask per frame of that file",
+                                   video=vid, field="frames")
+            for exp_id in video.expressions:
+                if exp_id not in main.expressions:
+                    raise DatasetError(path, f"expression {exp_id!r} is not in {self.meta_file}, so it has no "
+                                       "predictions", video=vid, field=f"expressions.{exp_id}")
+            if None not in (video.height, main.height) and (video.height, video.width) != (main.height, main.width):
+                raise DatasetError(path, f"masks are {video.height}x{video.width} but those of {self.meta_file} "
+                                   f"are {main.height}x{main.width}", video=vid, field="frames")
 
     def validate(self, *, check_frames: bool = True) -> None:
         """Check cross-references, mask sizes and frame files; raise :class:`DatasetError` if wrong."""
-        meta_path, mask_path = self.root / META_FILE, self.root / MASK_FILE
+        meta_path, mask_path = self.root / self.meta_file, self.root / self.mask_file
         owner: dict[int, str] = {}
         for vid, video in self.videos.items():
             anno_of_obj = {o.obj_id: o.anno_id for o in video.objects.values()}
@@ -189,28 +263,39 @@ class InterRVOSDataset:
                 owner[obj.anno_id] = vid
             video_annos: set[int] = set()
             for exp in video.expressions.values():
-                for role, obj_ids, anno_ids in (("", exp.obj_ids, exp.anno_ids),
-                                                ("target_", exp.target_obj_ids, exp.target_anno_ids)):
-                    f = f"expressions.{exp.exp_id}.{role}"
-                    _check_unique(meta_path, vid, f + "obj_id", obj_ids)
-                    _check_unique(meta_path, vid, f + "anno_id", anno_ids)
+                # Fields named as the file spells them: an official target is the subject/object's object.
+                target = "subject/object.{}.object" if self.layout == "official" else "target_{}"
+                for spelling, obj_ids, anno_ids in (("{}", exp.obj_ids, exp.anno_ids),
+                                                    (target, exp.target_obj_ids, exp.target_anno_ids)):
+                    f_obj = f"expressions.{exp.exp_id}.{spelling.format('obj_id')}"
+                    f_anno = f"expressions.{exp.exp_id}.{spelling.format('anno_id')}"
+                    _check_unique(meta_path, vid, f_obj, obj_ids)
+                    _check_unique(meta_path, vid, f_anno, anno_ids)
                     if len(obj_ids) != len(anno_ids):
                         raise DatasetError(meta_path, f"{len(obj_ids)} obj_id but {len(anno_ids)} anno_id",
-                                           video=vid, field=f + "anno_id")
+                                           video=vid, field=f_anno)
                     for o, a in zip(obj_ids, anno_ids):
                         if anno_of_obj and o not in anno_of_obj:
-                            raise DatasetError(meta_path, f"unknown object id {o}", video=vid, field=f + "obj_id")
+                            raise DatasetError(meta_path, f"unknown object id {o}", video=vid, field=f_obj)
                         if anno_of_obj and anno_of_obj[o] != a:
                             raise DatasetError(meta_path, f"obj_id {o} has anno_id {anno_of_obj[o]}, not {a}",
-                                               video=vid, field=f + "anno_id")
+                                               video=vid, field=f_anno)
                         if self.mask_dict and a not in self.mask_dict:
-                            raise DatasetError(meta_path, f"unknown anno_id {a}: no mask track in {MASK_FILE}",
-                                               video=vid, field=f + "anno_id")
+                            raise DatasetError(meta_path, f"unknown anno_id {a}: no mask track in {self.mask_file}",
+                                               video=vid, field=f_anno)
                         video_annos.add(a)
                 overlap = set(exp.anno_ids) & set(exp.target_anno_ids)
                 if overlap:
+                    where = "subject/object.anno_id.object" if self.layout == "official" else "target_anno_id"
                     raise DatasetError(meta_path, f"objects {sorted(overlap)} are both actor and target",
-                                       video=vid, field=f"expressions.{exp.exp_id}.target_anno_id")
+                                       video=vid, field=f"expressions.{exp.exp_id}.{where}")
+                if exp.official:
+                    # Ids only the official form names (e.g. a bidirectional pair's object) need tracks too.
+                    for a in off.all_anno_ids(off.core(exp.text, exp.fields, exp.official)):
+                        if self.mask_dict and a not in self.mask_dict:
+                            raise DatasetError(meta_path, f"unknown anno_id {a}: no mask track in {self.mask_file}",
+                                               video=vid, field=f"expressions.{exp.exp_id}.subject/object.anno_id")
+                        video_annos.add(a)
             for a in sorted(video_annos | {o.anno_id for o in video.objects.values()}):
                 if a in self.mask_dict:
                     self._check_track(mask_path, video, a)
@@ -231,6 +316,7 @@ class InterRVOSDataset:
             size = list(rle["size"])
             if video.height is None:
                 video.height, video.width = int(size[0]), int(size[1])
+                video.size_inferred = True
             elif size != [video.height, video.width]:
                 raise DatasetError(mask_path, f"frame {t} ({video.frames[t]}): RLE size {size} does not match "
                                    f"the video size [{video.height}, {video.width}]", video=video.name,
@@ -245,7 +331,7 @@ class InterRVOSDataset:
         if video.video_file is not None:
             path = self.root / video.video_file
             if not path.exists():
-                raise DatasetError(self.root / META_FILE, f"video file {path} does not exist", video=video.name,
+                raise DatasetError(self.root / self.meta_file, f"video file {path} does not exist", video=video.name,
                                    field="video_file")
             return
         folder = self.root / FRAMES_DIR / video.name
@@ -290,6 +376,7 @@ class InterRVOSDataset:
             else:
                 h, w = self.read_frame(video, 0).shape[:2]
                 video.height, video.width = h, w
+            video.size_inferred = True
         return int(video.height), int(video.width)
 
     def frame_path(self, video: Video, frame: str) -> Path:
@@ -330,18 +417,26 @@ class InterRVOSDataset:
             out["expressions"] += 1
             out[f"expressions_{e.type.value}"] += 1
             out["expressions_with_target"] += int(e.has_target)
+        if self.role_split is not None:
+            role = list(self.role_split.iter_expressions())
+            out["role_expressions"] = len(role)
+            out["role_expressions_with_target"] = sum(bool(e.object_anno_ids) for _, e in role)
         return out
 
     # ------------------------------------------------------------------ writing
-    def save(self, root: str | os.PathLike | None = None) -> Path:
-        """Write the two JSON files atomically (frames are written by their producers)."""
+    def save(self, root: str | os.PathLike | None = None, layout: str | None = None) -> Path:
+        """Write the JSON files atomically in ``layout`` (default: the one read); frames are written by producers."""
         root = Path(root) if root is not None else self.root
+        layout = layout or self.layout
         root.mkdir(parents=True, exist_ok=True)
-        meta = {"videos": {name: v.to_json() for name, v in self.videos.items()}}
+        if self.role_split is not None:
+            # Before the main pair: a folder whose meta file exists has its new_* pair already.
+            self.role_split.save(root, layout)
+        meta = {"videos": {name: v.to_json(layout) for name, v in self.videos.items()}}
         masks = {str(a): track for a, track in sorted(self.mask_dict.items())}
         # Masks first: a meta file that exists always points at masks that exist.
-        atomic_write_text(root / MASK_FILE, json.dumps(masks, separators=(",", ":")))
-        atomic_write_text(root / META_FILE, json.dumps(meta, indent=1))
+        atomic_write_text(root / self.mask_file, json.dumps(masks, separators=(",", ":")))
+        atomic_write_text(root / self.meta_file, json.dumps(meta, indent=1))
         return root
 
 
@@ -372,6 +467,20 @@ def _read_json(path: Path) -> Any:
         raise DatasetError(path, f"not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
 
 
+def _layout(path: Path, raw_videos: dict[str, Any]) -> str:
+    # One layout per file: the official loaders need the subject/object block on every expression.
+    first: dict[str, tuple[str, str]] = {}
+    for vid, v in raw_videos.items():
+        for exp_id, e in v["expressions"].items():
+            first.setdefault("official" if "subject/object" in e else "reviosa", (vid, exp_id))
+    if len(first) == 2:
+        (vid, exp_id), (o_vid, o_exp) = first["reviosa"], first["official"]
+        raise DatasetError(path, f"expression has no 'subject/object' block, but expression {o_exp!r} of video "
+                           f"{o_vid!r} has one: a file is either in the official layout or in the reviosa one",
+                           video=vid, field=f"expressions.{exp_id}")
+    return "official" if "official" in first else "reviosa"
+
+
 def _check_unique(path: Path, vid: str, field_name: str, values: list[int]) -> None:
     seen = set()
     for v in values:
@@ -390,7 +499,7 @@ def _int_list(path: Path, vid: str, field_name: str, value: Any) -> list[int]:
     return list(value)
 
 
-_EXP_KEYS = {"exp", "obj_id", "anno_id", "type", "direction", "target_obj_id", "target_anno_id"}
+_EXP_KEYS = {"exp", "obj_id", "anno_id", "type", "direction", "target_obj_id", "target_anno_id", "official"}
 _VIDEO_KEYS = {"frames", "expressions", "objects", "height", "width", "video_file"}
 
 
@@ -435,6 +544,12 @@ def _parse_expression(path: Path, vid: str, exp_id: str, raw: Any) -> Expression
     f = f"expressions.{exp_id}"
     if not isinstance(raw, dict):
         raise DatasetError(path, "expression must be an object", video=vid, field=f)
+    if off.ROLES_KEY in raw:
+        return _parse_official_expression(path, vid, exp_id, raw)
+    for key in ("caption_type", "reviosa"):
+        if key in raw:
+            raise DatasetError(path, f"{key!r} belongs to the official layout, but the expression has no "
+                               "'subject/object' block: its roles cannot be classified", video=vid, field=f"{f}.{key}")
     text = raw.get("exp")
     if not isinstance(text, str) or not text.strip():
         raise DatasetError(path, "'exp' must be a non-empty string", video=vid, field=f + ".exp")
@@ -459,6 +574,17 @@ def _parse_expression(path: Path, vid: str, exp_id: str, raw: Any) -> Expression
         except ValueError:
             raise DatasetError(path, f"unknown direction {raw['direction']!r} (unidirectional, bidirectional)",
                                video=vid, field=f + ".direction") from None
+    direction = _check_roles(path, vid, f, kind, direction, t_anno)
+    extra = {k: v for k, v in raw.items() if k not in _EXP_KEYS}
+    exp = Expression(exp_id, text, obj_ids, anno_ids, kind, direction, t_obj, t_anno, extra)
+    if off.OFFICIAL_BLOCK in raw:
+        _attach_official(path, vid, exp, raw[off.OFFICIAL_BLOCK])
+    return exp
+
+
+def _check_roles(path: Path, vid: str, f: str, kind: ExpressionType, direction: Direction | None,
+                t_anno: list[int]) -> Direction | None:
+    """Check that only unidirectional interactions have a target; return the direction (defaulted for interactions)."""
     if kind is ExpressionType.INTERACTION:
         direction = direction or (Direction.UNIDIRECTIONAL if t_anno else Direction.BIDIRECTIONAL)
         if direction is Direction.UNIDIRECTIONAL and not t_anno:
@@ -470,5 +596,59 @@ def _parse_expression(path: Path, vid: str, exp_id: str, raw: Any) -> Expression
     elif t_anno:
         raise DatasetError(path, f"only interaction expressions have a target (type is {kind.value!r})",
                            video=vid, field=f + ".target_anno_id")
-    extra = {k: v for k, v in raw.items() if k not in _EXP_KEYS}
-    return Expression(exp_id, text, obj_ids, anno_ids, kind, direction, t_obj, t_anno, extra)
+    return direction
+
+
+# ---------------------------------------------------------------------- the official layout (see reviosa.data.official)
+def official_json(exp: Expression) -> dict[str, Any]:
+    """The expression in the official layout, exactly as it was read if it was read from that layout."""
+    return off.official_form(exp.text, exp.fields, exp.official, exp.extra)
+
+
+def _parse_official_expression(path: Path, vid: str, exp_id: str, raw: dict[str, Any]) -> Expression:
+    f = f"expressions.{exp_id}"
+    mixed = sorted(set(raw) & off.REVIOSA_ONLY)
+    if mixed:
+        raise DatasetError(path, f"has the official 'subject/object' block and the reviosa field(s) {mixed}: one "
+                           f"layout per expression (official files keep reviosa refinements in a "
+                           f"{off.REVIOSA_BLOCK!r} block)", video=vid, field=f"{f}.{mixed[0]}")
+    text = raw.get("exp")
+    if not isinstance(text, str) or not text.strip():
+        raise DatasetError(path, "'exp' must be a non-empty string", video=vid, field=f + ".exp")
+    try:
+        c = off.classify(raw)
+    except off.ClassifyError as err:
+        raise DatasetError(path, err.message, video=vid, field=f"{f}.{err.field}") from None
+    kind, direction = ExpressionType(c.type), Direction(c.direction) if c.direction else None
+    block = raw.get(off.REVIOSA_BLOCK)
+    if block is not None:
+        if not isinstance(block, dict) or set(block) - {"type", "direction"}:
+            raise DatasetError(path, f"the {off.REVIOSA_BLOCK!r} block may only hold 'type' and 'direction'",
+                               video=vid, field=f"{f}.{off.REVIOSA_BLOCK}")
+        try:
+            kind = ExpressionType(block["type"]) if "type" in block else kind
+            if "direction" in block:
+                direction = None if block["direction"] is None else Direction(block["direction"])
+        except ValueError as err:
+            raise DatasetError(path, str(err), video=vid, field=f"{f}.{off.REVIOSA_BLOCK}") from None
+    direction = _check_roles(path, vid, f, kind, direction, c.target_anno_ids)
+    extra = {k: v for k, v in raw.items() if k not in off.OFFICIAL_KEYS}
+    exp = Expression(exp_id, text, c.obj_ids, c.anno_ids, kind, direction, c.target_obj_ids, c.target_anno_ids,
+                     extra)
+    exp.official = off.differences(raw, text, exp.fields)
+    return exp
+
+
+def _attach_official(path: Path, vid: str, exp: Expression, block: Any) -> None:
+    """Keep a reviosa-layout ``official`` block after checking it names the same objects as the fields."""
+    f = f"expressions.{exp.exp_id}.{off.OFFICIAL_BLOCK}"
+    try:
+        off.check_kept(block)
+        form = off.core(exp.text, exp.fields, block)
+        c = off.classify(form)
+    except off.ClassifyError as err:
+        raise DatasetError(path, err.message, video=vid, field=f"{f}.{err.field}".rstrip(".")) from None
+    if not c.same_ids(exp.fields):
+        raise DatasetError(path, f"names actor {c.anno_ids} and target {c.target_anno_ids}, but the expression's "
+                           f"fields name actor {exp.anno_ids} and target {exp.target_anno_ids}", video=vid, field=f)
+    exp.official = off.differences(form, exp.text, exp.fields)

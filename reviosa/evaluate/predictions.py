@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from reviosa.data.atomic import atomic_write_bytes
+from reviosa.data.names import check_component
 
 ROLES = ("actor", "target")
 
@@ -24,7 +25,8 @@ def role_dir(pred_dir: str | os.PathLike, video: str, exp_id: str, role: str) ->
     """Folder of one role's masks for one expression."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
-    return Path(pred_dir) / video / exp_id / role
+    # Names come from the data: each must stay one folder level inside pred_dir.
+    return Path(pred_dir) / check_component(video, "video name") / check_component(exp_id, "expression id") / role
 
 
 def write_mask_png(path: str | os.PathLike, mask: np.ndarray) -> None:
@@ -98,3 +100,24 @@ def read_track(pred_dir: str | os.PathLike, video: str, exp_id: str, role: str, 
                                   f"{size[0]}x{size[1]}; predictions must be at the original resolution")
         masks[t] = m
     return masks, missing
+
+
+class PngPredictions:
+    """The PNG prediction folder as a source of tracks (the same interface as official results.json files)."""
+
+    def __init__(self, pred_dir: str | os.PathLike):
+        self.path = Path(pred_dir)
+
+    @property
+    def description(self) -> str:
+        """The folder (for reports)."""
+        return str(self.path)
+
+    def has_video(self, video: str) -> bool:
+        """Whether the folder has any prediction for ``video``."""
+        return (self.path / video).is_dir()
+
+    def read_track(self, video: str, exp_id: str, role: str, frames: list[str],
+                   size: tuple[int, int]) -> tuple[np.ndarray | None, list[str]]:
+        """See :func:`read_track`."""
+        return read_track(self.path, video, exp_id, role, frames, size)

@@ -9,9 +9,10 @@ import math
 from pathlib import Path
 
 from reviosa.data.atomic import atomic_write_bytes, atomic_write_text
-from reviosa.evaluate.protocol import BENCHMARKS, EvaluationResult, protocol_note
+from reviosa.evaluate.protocol import BENCHMARKS, EvaluationResult, official_note, protocol_note
 
 CSV_FILE = "per_expression.csv"
+ROLES_CSV_FILE = "per_expression_roles.csv"
 JSON_FILE = "results.json"
 HIST_FILE = "jf_hist.png"
 
@@ -32,15 +33,19 @@ def format_table(result: EvaluationResult, name: str = "predictions") -> str:
     c = result.counts
     if result.missing:
         names = ", ".join(m.name for m in result.missing[:5]) + (" ..." if len(result.missing) > 5 else "")
-        lines.append(f"* MISSING predictions: {c['missing_roles']} role folder(s) scored J = F = 0, "
+        lines.append(f"* MISSING predictions: {c['missing_roles']} whole role(s) scored J = F = 0, "
                      f"{c['missing_frames']} frame(s) scored as empty masks: {names} (all listed in {JSON_FILE}).")
+    note = official_note(result)
+    if note:
+        lines.append("* " + note)
     return "\n".join(lines)
 
 
-def per_expression_csv(result: EvaluationResult) -> str:
-    """CSV text of the per-expression rows (empty cells where an expression has no target)."""
+def per_expression_csv(result: EvaluationResult, roles: bool = False) -> str:
+    """CSV text of the per-expression rows (empty cells where an expression has no target); ``roles``: the rows of
+    the Actor/Target benchmarks of an official val folder (new_meta_expressions.json)."""
     buf = io.StringIO()
-    rows = [s.row() for s in result.scores]
+    rows = [s.row() for s in (result.role_scores or [] if roles else result.scores)]
     fields = list(rows[0]) if rows else ["video", "exp_id"]
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
@@ -57,10 +62,11 @@ def histogram_png(result: EvaluationResult, bins: int = 20) -> bytes:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
+    members = result.members()
     panels = {
-        "InterRVOS-Actor": [s.actor_JF for s in result.scores if s.has_target],
-        "InterRVOS-Target": [s.target_JF for s in result.scores if s.has_target],
-        "RVOS (actor, all expressions)": [s.actor_JF for s in result.scores],
+        "InterRVOS-Actor": [(r.J + r.F) / 2 for r in members["actor"]],
+        "InterRVOS-Target": [(r.J + r.F) / 2 for r in members["target"]],
+        "RVOS (actor, all expressions)": [(r.J + r.F) / 2 for r in members["rvos"]],
     }
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), sharey=False)
     for ax, (title, values) in zip(axes, panels.items()):
@@ -78,11 +84,14 @@ def histogram_png(result: EvaluationResult, bins: int = 20) -> bytes:
 
 
 def write_outputs(result: EvaluationResult, out_dir: str | Path) -> dict[str, Path]:
-    """Write per_expression.csv, results.json and jf_hist.png atomically; return their paths."""
+    """Write per_expression.csv (and per_expression_roles.csv), results.json and jf_hist.png atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / CSV_FILE, "json": out / JSON_FILE, "histogram": out / HIST_FILE}
     atomic_write_text(paths["csv"], per_expression_csv(result))
+    if result.role_scores is not None:
+        paths["roles_csv"] = out / ROLES_CSV_FILE
+        atomic_write_text(paths["roles_csv"], per_expression_csv(result, roles=True))
     atomic_write_text(paths["json"], json.dumps(_finite(result.to_json()), indent=1))
     atomic_write_bytes(paths["histogram"], histogram_png(result, result.config.histogram_bins))
     return paths

@@ -8,12 +8,12 @@ import torch
 def special_token_attention(language_model, layer: int, hidden: torch.Tensor, position_ids: torch.Tensor,
                             attention_mask: torch.Tensor, batch_idx: torch.Tensor, query_pos: torch.Tensor,
                             heads: list[int]) -> torch.Tensor:
-    """Softmax attention probabilities (n_rows, len(heads), L) of the given query rows at layer ``layer``.
+    """Log-probabilities of the softmax attention (n_rows, len(heads), L) of the given query rows at ``layer``.
 
     ``hidden`` is the layer's input (``hidden_states[layer]``) of shape (B, L, H); rows are ``(batch_idx[i],
     query_pos[i])``. Only the needed query rows, heads and their key/value heads are projected, with the layer's
     own (LoRA-adapted) ``q_proj``/``k_proj`` and rotary embedding, so the result is the attention the model
-    computes, with gradient, whatever attention kernel the forward pass used.
+    computes, with gradient, whatever attention kernel the forward pass used. Masked keys get ``-inf``.
     """
     from transformers.models.qwen2.modeling_qwen2 import apply_rotary_pos_emb
 
@@ -41,7 +41,8 @@ def special_token_attention(language_model, layer: int, hidden: torch.Tensor, po
         keys = torch.arange(hidden.size(1), device=hidden.device)
         allowed = (keys[None, :] <= pos[:, None]) & attention_mask[b].bool()[None, :]
         logits = logits.masked_fill(~allowed[:, None, :], float("-inf"))
-        out.append(torch.softmax(logits, dim=-1))
+        # log_softmax, not softmax: a loss on tiny probabilities keeps its gradient (no underflow to 0, no clamp).
+        out.append(torch.log_softmax(logits, dim=-1))
         rows_order.append(sel)
     probs = torch.cat(out)
     order = torch.cat(rows_order)

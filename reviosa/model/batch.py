@@ -70,12 +70,13 @@ def resize_masks(masks: np.ndarray, size: int) -> torch.Tensor:
 
 def build_sample(cfg: ModelConfig, tokenizer, frames: np.ndarray, expressions: list[str], has_target: list[bool],
                  actor_masks: np.ndarray | None = None, target_masks: np.ndarray | None = None,
-                 **meta) -> ReviosaSample:
-    """A sample from RGB frames (T, H, W, 3), expression texts and optional (E, T, H, W) bool GT masks."""
+                 rng: np.random.Generator | None = None, **meta) -> ReviosaSample:
+    """A sample from RGB frames (T, H, W, 3), expression texts and optional (E, T, H, W) bool GT masks; ``rng``
+    draws each turn's question and answer form (none: the first of each)."""
     if len(expressions) != len(has_target) or not expressions:
         raise ValueError("give one has_target flag per expression, and at least one expression")
-    answers = [answer_text(cfg, t) for t in has_target]
-    ids, labels = encode_conversation(tokenizer, cfg, len(frames), expressions, answers)
+    answers = [answer_text(cfg, t, rng) for t in has_target]
+    ids, labels = encode_conversation(tokenizer, cfg, len(frames), expressions, answers, rng)
     low = cfg.sam2.low_res
     sample = ReviosaSample(
         input_ids=ids, labels=labels, pixel_values=mllm.preprocess_frames(frames, cfg.mllm.vision.image_size),

@@ -7,9 +7,10 @@ model class, only the objects it is handed.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +39,11 @@ def fetch(uri: str | os.PathLike, cache_dir: str | os.PathLike | None = None) ->
 
 
 def load_sam2_weights(sam, path: str | os.PathLike) -> None:
-    """Load an official SAM2 checkpoint (``.pt`` read with ``weights_only=True``) or a safetensors file."""
+    """Load an official SAM2 checkpoint (``.pt`` read with ``weights_only=True``) or a safetensors file.
+
+    Weights that do not fit the model exactly (missing, unexpected or reshaped) are a ``CheckpointError`` naming a few
+    of each and, when the file looks like another SAM2 release or Hiera size, the ``sam2.*`` setting to change.
+    """
     path = fetch(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
@@ -49,11 +54,71 @@ def load_sam2_weights(sam, path: str | os.PathLike) -> None:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - any unpickling refusal is reported with the file name
             raise CheckpointError(f"{path}: not a weights-only SAM2 checkpoint ({err})") from None
-        state = state.get("model", state)
-    missing, unexpected = sam.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"{path}: does not match the SAM2 config (missing {missing[:5]}, "
-                              f"unexpected {unexpected[:5]})")
+        state = state.get("model", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: not a SAM2 state dict (expected {{name: tensor}}, optionally under 'model')")
+    problems = sam2_state_problems({k: v.shape for k, v in sam.state_dict().items()},
+                                   {k: v.shape for k, v in state.items()})
+    if problems:
+        raise CheckpointError(f"{path}: does not fit the SAM2 model of this config ({problems})")
+    sam.load_state_dict(state)
+
+
+# Weights only SAM2.1 models have (configs/sam2.1: no_obj_embed_spatial, proj_tpos_enc_in_obj_ptrs).
+_SAM21_ONLY = ("no_obj_embed_spatial", "obj_ptr_tpos_proj.weight", "obj_ptr_tpos_proj.bias")
+_TRUNK_BLOCK = re.compile(r"^image_encoder\.trunk\.blocks\.(\d+)\.")
+
+
+def hiera_size_of(shapes: Mapping[str, Sequence[int]]) -> str | None:
+    """The released Hiera size (``HIERA_SIZES`` name) whose trunk has these weights, judged by width and depth."""
+    from reviosa.model.config import HIERA_SIZES
+
+    patch = shapes.get("image_encoder.trunk.patch_embed.proj.weight")
+    blocks = [int(m.group(1)) for k in shapes if (m := _TRUNK_BLOCK.match(k))]
+    if patch is None or not blocks:
+        return None
+    for name, trunk in HIERA_SIZES.items():
+        if trunk["embed_dim"] == patch[0] and sum(trunk["stages"]) == max(blocks) + 1:
+            return name
+    return None
+
+
+def sam2_state_problems(own: Mapping[str, Sequence[int]], given: Mapping[str, Sequence[int]]) -> str | None:
+    """None when SAM2 weights (name → shape) fit a model's exactly, else what differs and, when it can tell, why."""
+    def natural(name: str) -> list:
+        return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+    missing = sorted(set(own) - set(given), key=natural)
+    unexpected = sorted(set(given) - set(own), key=natural)
+    reshaped = sorted((k for k in set(own) & set(given) if tuple(own[k]) != tuple(given[k])), key=natural)
+    if not (missing or unexpected or reshaped):
+        return None
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing, e.g. {missing[:4]}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected, e.g. {unexpected[:4]}")
+    if reshaped:
+        parts.append(f"{len(reshaped)} of another shape, e.g. " + ", ".join(
+            f"{k} {tuple(given[k])} vs the model's {tuple(own[k])}" for k in reshaped[:3]))
+    hints = []
+    if any(k.startswith("grounding_encoder.sam2_model.") for k in given):
+        hints.append("this is a whole ReVIOSa checkpoint of the official code: import it with "
+                     "`reviosa convert-official`")
+    elif not any(k.startswith(("image_encoder.", "sam_mask_decoder.")) for k in given):
+        hints.append("it holds no SAM2 image encoder or mask decoder weights: is it a SAM2 checkpoint at all?")
+    else:
+        has_21, want_21 = any(k in given for k in _SAM21_ONLY), any(k in own for k in _SAM21_ONLY)
+        if has_21 and not want_21:
+            hints.append("this looks like a SAM2.1 checkpoint (sam2.1_hiera_*.pt): set sam2.version=2.1")
+        elif want_21 and not has_21:
+            hints.append("this looks like a SAM2 (v1) checkpoint (sam2_hiera_*.pt): set sam2.version=2")
+        size, ours = hiera_size_of(given), hiera_size_of(own)
+        if size is not None and size != ours:
+            hints.append(f"its image encoder is Hiera {size!r}: set sam2.size={size} and leave the sam2 trunk fields "
+                         "(embed_dim, num_heads, stages, global_att_blocks, window_spec, "
+                         "window_pos_embed_bkg_spatial_size) null")
+    return "; ".join(parts) + "".join(f". Hint: {h}" for h in hints)
 
 
 def _random_base_prefixes(cfg: ModelConfig) -> tuple[str, ...]:
@@ -94,6 +159,40 @@ def save_pretrained(model, directory: str | os.PathLike) -> Path:
     return directory
 
 
+#: Config fields that name frozen base weights (a path or s3:// URI; a relative path names a file in the checkpoint).
+BASE_FIELDS = (("mllm", "pretrained"), ("sam2", "checkpoint"))
+
+
+def _json_model_type(path: Path) -> str | None:
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data.get("model_type") if isinstance(data, dict) else None
+
+
+def _resolve_inner_bases(cfg: ModelConfig, root: Path) -> ModelConfig:
+    """``cfg`` with the bases the checkpoint at ``root`` carries (relative paths in its own config) made local paths,
+    where ``cfg`` names that same relative path or no base at all."""
+    import yaml
+
+    try:
+        saved = yaml.safe_load((root / CONFIG_FILE).read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return cfg
+    for section, field in BASE_FIELDS:
+        sub_raw = saved.get(section) if isinstance(saved, dict) else None
+        rel = sub_raw.get(field) if isinstance(sub_raw, dict) else None
+        if not isinstance(rel, str) or "://" in rel or Path(rel).is_absolute() or not (root / rel).exists():
+            continue
+        sub = getattr(cfg, section)
+        if getattr(sub, field) in (None, rel):
+            cfg = cfg.model_copy(update={section: sub.model_copy(update={field: str((root / rel).resolve())})})
+    return cfg
+
+
 @dataclass
 class SavedCheckpoint:
     """A checkpoint folder read back: its config (overrides applied) and the weights ``save_pretrained`` wrote."""
@@ -109,17 +208,24 @@ def read_pretrained(path_or_uri: str | os.PathLike, *, cache_dir: str | os.PathL
     """Config and state dicts of a folder or ``s3://`` URI written by ``save_pretrained`` (safetensors only).
 
     ``config`` replaces the saved config; ``overrides`` (``key=value``, e.g. ``loss.aml_heads=[]``) then change it.
+    A checkpoint may carry its own frozen base (``reviosa convert-official`` writes one): its config then names it by
+    a path inside the folder (``mllm.pretrained: internvl``, ``sam2.checkpoint: sam2.safetensors``), resolved here
+    against the (fetched) folder, also for a ``config`` that names no base of its own (``init_from`` runs).
     """
     from safetensors.torch import load_file
 
     root = fetch(path_or_uri, cache_dir)
     if not (root / CONFIG_FILE).is_file() or not (root / TRAINABLE_FILE).is_file():
-        raise CheckpointError(f"{root}: not a ReVIOSa checkpoint (needs {CONFIG_FILE} and {TRAINABLE_FILE})")
+        hint = ""
+        if (root / "config.json").is_file() and _json_model_type(root / "config.json") == "reviosa_chat":
+            hint = "; it is a checkpoint of the official ReVIOSa code: import it with `reviosa convert-official`"
+        raise CheckpointError(f"{root}: not a ReVIOSa checkpoint (needs {CONFIG_FILE} and {TRAINABLE_FILE}){hint}")
     try:
         cfg = ModelConfig.from_yaml(root / CONFIG_FILE) if config is None else config
         cfg = cfg.with_overrides(overrides, source=str(root / CONFIG_FILE)) if overrides else cfg
     except ConfigError as err:
         raise CheckpointError(str(err)) from None
+    cfg = _resolve_inner_bases(cfg, root)
     base = load_file(str(root / BASE_FILE)) if (root / BASE_FILE).is_file() else {}
     return SavedCheckpoint(root, cfg, load_file(str(root / TRAINABLE_FILE)), base)
 

@@ -106,12 +106,16 @@ def image_token_id_of(src: Path) -> int:
     return ids[IMG_CONTEXT]
 
 
-def hf_config_from_opengvlab(conf: dict, image_token_id: int, where: str = "config.json"):
-    """An ``InternVLConfig`` equivalent to an ``internvl_chat`` config dict (Qwen2 language model only)."""
+def hf_config_from_opengvlab(conf: dict, image_token_id: int, where: str = "config.json",
+                             model_type: str = SOURCE_MODEL_TYPE):
+    """An ``InternVLConfig`` equivalent to an ``internvl_chat`` config dict (Qwen2 language model only).
+
+    ``model_type`` names another remote-code config of the same fields (the official ReVIOSa's ``reviosa_chat``).
+    """
     from transformers import InternVLConfig, Qwen2Config
 
-    if conf.get("model_type") != SOURCE_MODEL_TYPE:
-        raise ConversionError(f"{where}: model_type {conf.get('model_type')!r} is not {SOURCE_MODEL_TYPE!r}")
+    if conf.get("model_type") != model_type:
+        raise ConversionError(f"{where}: model_type {conf.get('model_type')!r} is not {model_type!r}")
     vis, llm = conf.get("vision_config"), conf.get("llm_config")
     if not isinstance(vis, dict) or not isinstance(llm, dict):
         raise ConversionError(f"{where}: needs 'vision_config' and 'llm_config' objects")
@@ -214,13 +218,76 @@ def expected_shapes(config) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def convert_internvl_checkpoint(src_dir: str | os.PathLike, dst_dir: str | os.PathLike, *, overwrite: bool = False,
-                                progress: bool = True) -> Path:
-    """Write the transformers-native (``model_type: internvl``) form of an OpenGVLab InternVL-2.5 folder."""
+def write_internvl_folder(src: Path, out: Path, config, *, divert=None, progress: bool = True,
+                          desc: str = "convert InternVL") -> None:
+    """Write ``src``'s InternVL weights (renamed, one output file per source shard), ``config`` and the tokenizer files
+    into the existing folder ``out``; every weight is checked against the shapes ``config`` implies.
+
+    ``divert(key, tensor)`` may claim a source weight that is not InternVL's (returns True), e.g. the SAM2 of a
+    ReVIOSa checkpoint; a weight nobody claims and that has no InternVL counterpart is a ``ConversionError``.
+    """
     from safetensors import safe_open
     from safetensors.torch import save_file
     from tqdm.auto import tqdm
 
+    shards, weight_map = source_shards(src)
+    expected = expected_shapes(config)
+    hidden = config.vision_config.hidden_size
+    total = len(weight_map) if weight_map else None
+    seen: set[str] = set()
+    out_map: dict[str, str] = {}
+    names = ([f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+             if len(shards) > 1 else ["model.safetensors"])
+    bar = tqdm(total=total, desc=desc, unit="tensor", disable=not progress)
+    for shard, out_name in zip(shards, names):
+        tensors: dict[str, torch.Tensor] = {}
+        try:
+            handle = safe_open(str(shard), framework="pt")
+        except Exception as err:  # noqa: BLE001 - a truncated or foreign file is reported with its name
+            raise ConversionError(f"{shard}: not a readable safetensors file ({err})") from None
+        with handle as f:
+            keys = list(f.keys())
+            if weight_map is not None:
+                present = set(keys)
+                lacking = sorted(k for k, v in weight_map.items() if v == shard.name and k not in present)
+                if lacking:
+                    raise ConversionError(f"{shard}: lacks {lacking[:3]} that {INDEX_FILE} places in it")
+            for key in keys:
+                tensor = f.get_tensor(key)
+                bar.update(1)
+                if divert is not None and divert(key, tensor):
+                    continue
+                for new, value in convert_tensor(key, tensor, hidden, str(shard)):
+                    if new not in expected:
+                        raise ConversionError(f"{shard}: {key} maps to {new}, which transformers' InternVL "
+                                              "built from this config does not have (config and weights differ)")
+                    if tuple(value.shape) != expected[new]:
+                        raise ConversionError(f"{shard}: {key} has shape {tuple(value.shape)} but config.json "
+                                              f"implies {expected[new]} for {new}")
+                    if new in seen:
+                        raise ConversionError(f"{shard}: {key} duplicates {new} from another shard")
+                    seen.add(new)
+                    tensors[new] = value
+                    out_map[new] = out_name
+        save_file(tensors, str(out / out_name), metadata={"format": "pt"})
+        del tensors
+    bar.close()
+    missing = sorted(set(expected) - seen - ({"lm_head.weight"} if config.tie_word_embeddings else set()))
+    if missing:
+        raise ConversionError(f"{src}: lacks weights {missing[:5]} ({len(missing)} in all)")
+    if len(names) > 1:
+        size = sum((out / n).stat().st_size for n in names)
+        (out / INDEX_FILE).write_text(json.dumps({"metadata": {"total_size": size}, "weight_map": out_map},
+                                                 indent=1, sort_keys=True))
+    config.save_pretrained(out)
+    for name in TOKENIZER_FILES:
+        if (src / name).is_file():
+            shutil.copy2(src / name, out / name)
+
+
+def convert_internvl_checkpoint(src_dir: str | os.PathLike, dst_dir: str | os.PathLike, *, overwrite: bool = False,
+                                progress: bool = True) -> Path:
+    """Write the transformers-native (``model_type: internvl``) form of an OpenGVLab InternVL-2.5 folder."""
     src, dst = Path(src_dir).expanduser(), Path(dst_dir).expanduser()
     if not (src / "config.json").is_file():
         raise ConversionError(f"{src}: no config.json (not a checkpoint folder)")
@@ -229,61 +296,13 @@ def convert_internvl_checkpoint(src_dir: str | os.PathLike, dst_dir: str | os.Pa
     if dst.exists() and not overwrite:
         raise ConversionError(f"{dst}: already exists (pass overwrite to replace it)")
     conf = read_json(src / "config.json")
-    shards, weight_map = source_shards(src)
+    source_shards(src)  # refuses pickle-only and incomplete folders before the tokenizer is even read
     config = hf_config_from_opengvlab(conf, image_token_id_of(src), where=str(src / "config.json"))
-    expected = expected_shapes(config)
-    hidden = config.vision_config.hidden_size
-    total = len(weight_map) if weight_map else None
 
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}.tmp-"))
     try:
-        seen: set[str] = set()
-        out_map: dict[str, str] = {}
-        names = ([f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
-                 if len(shards) > 1 else ["model.safetensors"])
-        bar = tqdm(total=total, desc="convert InternVL", unit="tensor", disable=not progress)
-        for shard, out_name in zip(shards, names):
-            out: dict[str, torch.Tensor] = {}
-            try:
-                handle = safe_open(str(shard), framework="pt")
-            except Exception as err:  # noqa: BLE001 - a truncated or foreign file is reported with its name
-                raise ConversionError(f"{shard}: not a readable safetensors file ({err})") from None
-            with handle as f:
-                keys = list(f.keys())
-                if weight_map is not None:
-                    present = set(keys)
-                    lacking = sorted(k for k, v in weight_map.items() if v == shard.name and k not in present)
-                    if lacking:
-                        raise ConversionError(f"{shard}: lacks {lacking[:3]} that {INDEX_FILE} places in it")
-                for key in keys:
-                    for new, tensor in convert_tensor(key, f.get_tensor(key), hidden, str(shard)):
-                        if new not in expected:
-                            raise ConversionError(f"{shard}: {key} maps to {new}, which transformers' InternVL "
-                                                  "built from this config does not have (config and weights differ)")
-                        if tuple(tensor.shape) != expected[new]:
-                            raise ConversionError(f"{shard}: {key} has shape {tuple(tensor.shape)} but config.json "
-                                                  f"implies {expected[new]} for {new}")
-                        if new in seen:
-                            raise ConversionError(f"{shard}: {key} duplicates {new} from another shard")
-                        seen.add(new)
-                        out[new] = tensor
-                        out_map[new] = out_name
-                    bar.update(1)
-            save_file(out, str(tmp / out_name), metadata={"format": "pt"})
-            del out
-        bar.close()
-        missing = sorted(set(expected) - seen - ({"lm_head.weight"} if config.tie_word_embeddings else set()))
-        if missing:
-            raise ConversionError(f"{src}: lacks weights {missing[:5]} ({len(missing)} in all)")
-        if len(names) > 1:
-            size = sum((tmp / n).stat().st_size for n in names)
-            (tmp / INDEX_FILE).write_text(json.dumps({"metadata": {"total_size": size}, "weight_map": out_map},
-                                                     indent=1, sort_keys=True))
-        config.save_pretrained(tmp)
-        for name in TOKENIZER_FILES:
-            if (src / name).is_file():
-                shutil.copy2(src / name, tmp / name)
+        write_internvl_folder(src, tmp, config, progress=progress)
         (tmp / "conversion.json").write_text(json.dumps({"source_model_type": SOURCE_MODEL_TYPE,
                                                          "converter_version": CONVERTER_VERSION}, indent=1))
         replace_dir(tmp, dst)

@@ -7,8 +7,6 @@ import torch.nn.functional as F
 
 from reviosa.model.config import LossConfig
 
-_EPS = 1e-6
-
 
 def point_sample(x: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     """Bilinear values of (N, 1, H, W) maps at (N, P, 2) points in [0, 1]² → (N, P)."""
@@ -46,11 +44,18 @@ def mask_losses(logits: torch.Tensor, gt: torch.Tensor, cfg: LossConfig) -> tupl
     return bce, dice.mean()
 
 
-def attention_bce(probs: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
-    """BCE of raw attention probabilities against {0,1} patch masks, in fp32 (clamped before the log)."""
-    p = probs.float().clamp(_EPS, 1.0 - _EPS)
+def attention_bce(log_probs: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """BCE of raw attention probabilities, given as log-probabilities, against {0,1} patch masks, in fp32.
+
+    Taking log p straight from the log-softmax keeps the gradient of an object patch whose attention is tiny (a
+    clamp of p, as at 1e-6, would zero it for most patches early in training); log(1 - p) is clamped at -100 like
+    ``F.binary_cross_entropy`` so a patch holding all the attention gives a finite loss.
+    """
+    lp = log_probs.float()
+    # log(1 - exp(lp)) without cancellation: expm1 near p = 1, log1p near p = 0.
+    log_not = torch.where(lp > -0.6931, torch.log(-torch.expm1(lp)), torch.log1p(-torch.exp(lp))).clamp(min=-100.0)
     g = gt.float()
-    return -(g * p.log() + (1.0 - g) * (1.0 - p).log()).mean()
+    return -(g * lp + (1.0 - g) * log_not).mean()
 
 
 def patch_masks(masks: torch.Tensor, grid: int, rule: str = "nearest") -> torch.Tensor:

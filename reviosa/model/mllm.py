@@ -70,6 +70,9 @@ def _check_hf_internvl(path: Path) -> None:
         conf = json.loads((path / "config.json").read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: not an InternVL checkpoint folder ({err})") from None
+    if conf.get("model_type") == "reviosa_chat":
+        raise ValueError(f"{path}: a whole ReVIOSa of the official code, not an InternVL base; import it with "
+                         "`reviosa convert-official` and load the result as a checkpoint")
     if conf.get("model_type") != "internvl":
         raise ValueError(f"{path}: model_type {conf.get('model_type')!r} is not the transformers-native 'internvl' "
                          "format; use an '-hf' InternVL-2.5 checkpoint or an original OpenGVLab one "
@@ -81,12 +84,15 @@ def add_lora(model, cfg: ModelConfig, seg_ids: list[int]):
     from peft import LoraConfig, get_peft_model
 
     tied = model.lm_head.weight is model.get_input_embeddings().weight
-    trainable_tokens = {"embed_tokens": seg_ids}
+    # A whole table trains as a PEFT module to save; otherwise only the new tokens' rows do (trainable tokens).
+    whole = [name for name, on in (("embed_tokens", cfg.lora.train_embed_tokens),
+                                   ("lm_head", cfg.lora.train_lm_head and not tied)) if on]
+    trainable_tokens = {} if cfg.lora.train_embed_tokens else {"embed_tokens": seg_ids}
     if not tied and not cfg.lora.train_lm_head:
         trainable_tokens["lm_head"] = seg_ids
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout, bias="none",
-                      target_modules=LORA_TARGETS, trainable_token_indices=trainable_tokens,
-                      modules_to_save=["lm_head"] if cfg.lora.train_lm_head else None)
+                      target_modules=LORA_TARGETS, trainable_token_indices=trainable_tokens or None,
+                      modules_to_save=whole or None)
     peft_model = get_peft_model(model, lora)
     inner = peft_model.base_model.model
     inner.model.multi_modal_projector.requires_grad_(True)

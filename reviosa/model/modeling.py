@@ -45,10 +45,11 @@ class _SegTokens:
 
 def _check_answer_fits(config: ModelConfig, tokenizer) -> None:
     """Refuse a generation budget too short to ever emit the interaction answer's ``[SEG_TAR]`` (+ stop token)."""
-    need = len(tokenizer.encode(config.prompt.answer_interaction, add_special_tokens=False)) + 1
+    longest = max(config.prompt.answers_interaction, key=lambda a: len(tokenizer.encode(a, add_special_tokens=False)))
+    need = len(tokenizer.encode(longest, add_special_tokens=False)) + 1
     if config.inference.max_new_tokens < need:
         raise ValueError(f"inference.max_new_tokens ({config.inference.max_new_tokens}) is shorter than the "
-                         f"interaction answer {config.prompt.answer_interaction!r} plus the stop token ({need} "
+                         f"interaction answer {longest!r} plus the stop token ({need} "
                          "tokens with this tokenizer): generated answers could never reach [SEG_TAR]")
 
 
@@ -150,6 +151,10 @@ class ReviosaModel(nn.Module):
             gt_tar = batch.target_masks[tokens.tar_b, tokens.tar_e].reshape(-1, 1, *batch.target_masks.shape[-2:])
             bce_a, dice_a = mask_losses(logits[:n_act], gt_act, self.config.loss)
             bce_t, dice_t = mask_losses(logits[n_act:], gt_tar, self.config.loss)
+            if self.config.loss.target_normalization == "official":
+                # averaged over every (expression, frame) item, as the official code does, not over target items
+                share = (logits.size(0) - n_act) / n_act
+                bce_t, dice_t = bce_t * share, dice_t * share
             losses.update(mask_bce_actor=bce_a, mask_dice_actor=dice_a, mask_bce_target=bce_t, mask_dice_target=dice_t)
             if self.config.loss.aml_heads:
                 losses["aml"] = self._aml(out.hidden_states, batch, tokens)
@@ -204,12 +209,14 @@ class ReviosaModel(nn.Module):
         return mask.nonzero()[:, 1].view(input_ids.size(0), -1)
 
     def special_attention(self, hidden_states, batch: ReviosaBatch, rows_b: torch.Tensor, rows_pos: torch.Tensor,
-                          layer: int, heads: list[int]) -> torch.Tensor:
-        """Attention (n_rows, heads, T·g²) from the given token rows to the vision tokens at one layer."""
-        probs = special_token_attention(self.language_model, layer, hidden_states[layer], batch.position_ids,
-                                        batch.attention_mask, rows_b, rows_pos, heads)
+                          layer: int, heads: list[int], log: bool = False) -> torch.Tensor:
+        """Attention (n_rows, heads, T·g²) from the given token rows to the vision tokens at one layer (its
+        log-probabilities with ``log``)."""
+        logp = special_token_attention(self.language_model, layer, hidden_states[layer], batch.position_ids,
+                                       batch.attention_mask, rows_b, rows_pos, heads)
         cols = self.vision_columns(batch.input_ids)[rows_b]                       # (n_rows, V)
-        return torch.gather(probs, 2, cols[:, None, :].expand(-1, probs.size(1), -1))
+        logp = torch.gather(logp, 2, cols[:, None, :].expand(-1, logp.size(1), -1))
+        return logp if log else logp.exp()
 
     def _aml(self, hidden_states, batch: ReviosaBatch, tokens: _SegTokens) -> torch.Tensor:
         grid = self.config.mllm.grid
@@ -225,7 +232,7 @@ class ReviosaModel(nn.Module):
             by_layer.setdefault(layer, []).append(head)
         terms = []
         for layer, heads in by_layer.items():
-            att = self.special_attention(hidden_states, batch, rows_b, rows_pos, layer, heads)
+            att = self.special_attention(hidden_states, batch, rows_b, rows_pos, layer, heads, log=True)
             for h in range(len(heads)):
                 term = attention_bce(att[:n_act, h], gt_act)
                 if n_act < att.size(0):

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 from reviosa.model.config import SAM2Config
 
@@ -14,8 +15,19 @@ _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
 
 
+# Model flags that differ between the releases (configs/sam2/*.yaml vs configs/sam2.1/*.yaml of the sam2 package;
+# every other flag is the same in all eight official configs). The 2.1 flags add the weights no_obj_embed_spatial and
+# obj_ptr_tpos_proj.*, so a checkpoint of one release does not load into the other's model.
+VERSION_FLAGS = {
+    "2": dict(add_tpos_enc_to_obj_ptrs=False, proj_tpos_enc_in_obj_ptrs=False, use_signed_tpos_enc_to_obj_ptrs=False,
+              no_obj_embed_spatial=False),
+    "2.1": dict(add_tpos_enc_to_obj_ptrs=True, proj_tpos_enc_in_obj_ptrs=True, use_signed_tpos_enc_to_obj_ptrs=True,
+                no_obj_embed_spatial=True),
+}
+
+
 def build_sam2(cfg: SAM2Config):
-    """A ``SAM2Base`` with the ``sam2_hiera_l`` flags and the sizes of ``cfg`` (random weights)."""
+    """A ``SAM2Base`` with the flags of ``cfg.version``'s official configs and the sizes of ``cfg`` (random weights)."""
     from sam2.modeling.backbones.hieradet import Hiera
     from sam2.modeling.backbones.image_encoder import FpnNeck, ImageEncoder
     from sam2.modeling.memory_attention import MemoryAttention, MemoryAttentionLayer
@@ -24,11 +36,12 @@ def build_sam2(cfg: SAM2Config):
     from sam2.modeling.sam.transformer import RoPEAttention
     from sam2.modeling.sam2_base import SAM2Base
 
-    e, d, m = cfg.embed_dim, cfg.d_model, cfg.mem_dim
+    h = cfg.trunk
+    e, d, m = h["embed_dim"], cfg.d_model, cfg.mem_dim
     feat = [cfg.image_size // 16] * 2
-    trunk = Hiera(embed_dim=e, num_heads=cfg.num_heads, stages=tuple(cfg.stages),
-                  global_att_blocks=tuple(cfg.global_att_blocks), window_spec=tuple(cfg.window_spec),
-                  window_pos_embed_bkg_spatial_size=tuple(cfg.window_pos_embed_bkg_spatial_size))
+    trunk = Hiera(embed_dim=e, num_heads=h["num_heads"], stages=tuple(h["stages"]),
+                  global_att_blocks=tuple(h["global_att_blocks"]), window_spec=tuple(h["window_spec"]),
+                  window_pos_embed_bkg_spatial_size=tuple(h["window_pos_embed_bkg_spatial_size"]))
     neck = FpnNeck(position_encoding=PositionEmbeddingSine(num_pos_feats=d, normalize=True, temperature=10000),
                    d_model=d, backbone_channel_list=[8 * e, 4 * e, 2 * e, e], fpn_top_down_levels=[2, 3],
                    fpn_interp_model="nearest")
@@ -54,10 +67,38 @@ def build_sam2(cfg: SAM2Config):
         memory_encoder=memory_encoder, num_maskmem=cfg.num_maskmem, image_size=cfg.image_size,
         sigmoid_scale_for_mem_enc=20.0, sigmoid_bias_for_mem_enc=-10.0, use_mask_input_as_output_without_sam=True,
         directly_add_no_mem_embed=True, use_high_res_features_in_sam=True, multimask_output_in_sam=True,
-        iou_prediction_use_sigmoid=True, use_obj_ptrs_in_encoder=True, add_tpos_enc_to_obj_ptrs=False,
-        only_obj_ptrs_in_the_past_for_eval=True, pred_obj_scores=True, pred_obj_scores_mlp=True,
-        fixed_no_obj_ptr=True, multimask_output_for_tracking=True, use_multimask_token_for_obj_ptr=True,
-        multimask_min_pt_num=0, multimask_max_pt_num=1, use_mlp_for_obj_ptr_proj=True)
+        iou_prediction_use_sigmoid=True, use_obj_ptrs_in_encoder=True, only_obj_ptrs_in_the_past_for_eval=True,
+        pred_obj_scores=True, pred_obj_scores_mlp=True, fixed_no_obj_ptr=True, multimask_output_for_tracking=True,
+        use_multimask_token_for_obj_ptr=True, multimask_min_pt_num=0, multimask_max_pt_num=1,
+        use_mlp_for_obj_ptr_proj=True, **VERSION_FLAGS[cfg.version])
+
+
+class _WeightsOnMeta(TorchFunctionMode):
+    """Tensor factories called without a device allocate on the meta device (shapes only, no memory, no init).
+
+    ``torch.device("meta")`` is not enough: it also moves helper tensors such as Hiera's drop-path schedule, which
+    the constructors read back with ``.item()``; those come from ``linspace``/``arange``, left alone here.
+    """
+
+    _FACTORIES = frozenset({torch.empty, torch.zeros, torch.ones, torch.randn, torch.rand, torch.full})
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in self._FACTORIES and kwargs.get("device") is None:
+            kwargs["device"] = "meta"
+        return func(*args, **kwargs)
+
+
+def weights_on_meta() -> TorchFunctionMode:
+    """A context in which SAM2 modules (ours or the ``sam2`` package's) are built with meta weights."""
+    return _WeightsOnMeta()
+
+
+def sam2_shapes(cfg: SAM2Config) -> dict[str, tuple[int, ...]]:
+    """Weight name → shape of the SAM2 that ``build_sam2(cfg)`` makes, without allocating it."""
+    with weights_on_meta():
+        sam = build_sam2(cfg)
+    return {k: tuple(v.shape) for k, v in sam.state_dict().items()}
 
 
 def freeze_for_training(sam) -> None:

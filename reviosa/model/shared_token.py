@@ -7,10 +7,14 @@ import torch
 from reviosa.model.tokenizer import SEG_ACT, SEG_TAR
 
 
-def _token_rows(model) -> tuple[torch.nn.Parameter, list[int]]:
-    """(trainable rows, which replace the embedding rows of these token ids) of the input embedding."""
-    emb = model.language_model.embed_tokens.token_adapter
-    return emb.trainable_tokens_delta["default"], list(emb.token_indices["default"])
+def _token_rows(model) -> tuple[torch.nn.Parameter, int, int]:
+    """(the trainable parameter holding the new tokens' input-embedding rows, row of [SEG_ACT], row of [SEG_TAR])."""
+    emb = model.language_model.embed_tokens
+    act, tar = model.token_ids[SEG_ACT], model.token_ids[SEG_TAR]
+    if hasattr(emb, "token_adapter"):  # only the new rows train: PEFT's delta rows, in token_indices order
+        ids = list(emb.token_adapter.token_indices["default"])
+        return emb.token_adapter.trainable_tokens_delta["default"], ids.index(act), ids.index(tar)
+    return emb.modules_to_save["default"].weight, act, tar  # the whole table trains (lora.train_embed_tokens)
 
 
 def tie_seg_tokens(model) -> None:
@@ -19,8 +23,7 @@ def tie_seg_tokens(model) -> None:
     PEFT's trainable rows replace the embedding rows of the new tokens (the head is tied to them); both rows are
     set equal, and a gradient hook gives both the mean of their gradients, so AdamW keeps them equal.
     """
-    delta, ids = _token_rows(model)
-    a, t = ids.index(model.token_ids[SEG_ACT]), ids.index(model.token_ids[SEG_TAR])
+    delta, a, t = _token_rows(model)
     with torch.no_grad():
         delta[t] = delta[a]
 
@@ -36,6 +39,5 @@ def tie_seg_tokens(model) -> None:
 
 def seg_rows(model) -> tuple[torch.Tensor, torch.Tensor]:
     """The effective input-embedding rows of ``[SEG_ACT]`` and ``[SEG_TAR]`` (to check the tie)."""
-    delta, ids = _token_rows(model)
-    a, t = ids.index(model.token_ids[SEG_ACT]), ids.index(model.token_ids[SEG_TAR])
+    delta, a, t = _token_rows(model)
     return delta[a].detach().clone(), delta[t].detach().clone()

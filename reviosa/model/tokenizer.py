@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
+
 from reviosa.model.config import ModelConfig
 
 SEG_ACT = "[SEG_ACT]"
@@ -33,17 +35,21 @@ _WORDS = {
 }
 
 
+# The chat turns the tiny tokenizer's merges were learnt from. Fixed here, not read from a config, so that changing
+# a prompt never changes the tokenizer (and with it every tiny model's vocabulary).
+_TINY_CORPUS_TURNS = ("Please segment {expression} in this video. If both a subject and an object are present, "
+                      "please provide separate segmentation masks for each.",
+                      "Sure, it is [SEG_ACT].", "Sure, it is [SEG_ACT] and [SEG_TAR].")
+
+
 def build_tiny_tokenizer():
     """A byte-level BPE trained in code on synthetic-world words (deterministic, no download)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     words = sorted(set(" ".join(_WORDS.values()).split()))
-    from reviosa.model.config import PromptConfig
-
-    prompts = PromptConfig()
     corpus = ([" ".join(p) for p in itertools.permutations(words[:8], 3)] + [f"the {w} ." for w in words]
-              + [prompts.question, prompts.answer_actor, prompts.answer_interaction, "user", "assistant"])
+              + [*_TINY_CORPUS_TURNS, "user", "assistant"])
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -81,15 +87,27 @@ def frame_block(n_frames: int, tokens_per_frame: int) -> str:
     return "\n".join([one] * n_frames)
 
 
-def question_text(cfg: ModelConfig, expression: str) -> str:
-    """The question for one expression (trailing period dropped, lower-cased as in training)."""
+def _pick(options: list[str], rng: np.random.Generator | None) -> str:
+    """The first option, or one drawn by ``rng`` when there is a choice."""
+    return options[0] if rng is None or len(options) == 1 else options[int(rng.integers(len(options)))]
+
+
+def question_text(cfg: ModelConfig, expression: str, rng: np.random.Generator | None = None,
+                  inference: bool = False) -> str:
+    """The question for one expression: the inference question, or a training template + postfix (drawn by
+    ``rng``). The expression loses its trailing period and is lower-cased; one that is a question is asked as is."""
     exp = expression.strip().rstrip(".").lower()
     if not exp:
         raise ValueError("the referring expression is empty")
     reserved = control_tokens_in(expression)
     if reserved:
         raise ValueError(f"the referring expression contains reserved token(s) {reserved}")
-    return exp if exp.endswith("?") else cfg.prompt.question.format(expression=exp)
+    if exp.endswith("?"):
+        return exp
+    p = cfg.prompt
+    if inference:
+        return p.inference_question.format(expression=exp)
+    return _pick(p.questions, rng).format(expression=exp) + _pick(p.postfixes, rng)
 
 
 def control_tokens_in(text: str) -> list[str]:
@@ -98,9 +116,10 @@ def control_tokens_in(text: str) -> list[str]:
     return [t for t in CONTROL_TOKENS if t.lower() in low]
 
 
-def answer_text(cfg: ModelConfig, has_target: bool) -> str:
-    """The supervised answer: ``[SEG_ACT]`` always, ``[SEG_TAR]`` too for interaction expressions."""
-    return cfg.prompt.answer_interaction if has_target else cfg.prompt.answer_actor
+def answer_text(cfg: ModelConfig, has_target: bool, rng: np.random.Generator | None = None) -> str:
+    """The supervised answer (a form drawn by ``rng``, else the first): ``[SEG_ACT]``, and ``[SEG_TAR]`` after it for
+    interaction expressions."""
+    return _pick(cfg.prompt.answers_interaction if has_target else cfg.prompt.answers_actor, rng)
 
 
 def user_turn(text: str) -> str:
@@ -108,14 +127,19 @@ def user_turn(text: str) -> str:
     return f"{IM_START}user\n{text}{IM_END}\n{IM_START}assistant\n"
 
 
-def encode_conversation(tokenizer, cfg: ModelConfig, n_frames: int, expressions: list[str],
-                        answers: list[str] | None) -> tuple[list[int], list[int]]:
-    """Token ids and labels (−100 on prompts) of a multi-round chat; ``answers=None`` leaves the reply open."""
+def encode_conversation(tokenizer, cfg: ModelConfig, n_frames: int, expressions: list[str], answers: list[str] | None,
+                        rng: np.random.Generator | None = None) -> tuple[list[int], list[int]]:
+    """Token ids and labels (−100 on prompts) of a multi-round chat.
+
+    With ``answers`` it is a training chat (questions drawn by ``rng``); ``answers=None`` asks the inference question
+    and leaves the reply open.
+    """
     ids: list[int] = []
     labels: list[int] = []
     images = frame_block(n_frames, cfg.mllm.tokens_per_frame)
     for i, exp in enumerate(expressions):
-        prompt = user_turn((images + "\n" if i == 0 else "") + question_text(cfg, exp))
+        question = question_text(cfg, exp, rng, inference=answers is None)
+        prompt = user_turn((images + "\n" if i == 0 else "") + question)
         p = tokenizer.encode(prompt, add_special_tokens=False)
         ids += p
         labels += [-100] * len(p)

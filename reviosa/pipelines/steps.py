@@ -148,7 +148,7 @@ def snapshot(split: str, repo: str, name: str, message: str) -> dict:
 
 
 def train_switches(epochs: float = 0.0, aml: bool = True, tokens: bool = True, tracking_uri: str = "") -> list[str]:
-    """The overrides behind a pipeline's UI switches: length in epochs (0: the config's steps), the Table-4 row
+    """The overrides behind a pipeline's UI switches: length in epochs (0: the config's own length), the Table-4 row
     that AML on/off and two tokens on/off pick, and MLflow tracking (off without a server URI)."""
     from reviosa.train.ablation import overrides as ablation_overrides
 
@@ -181,34 +181,49 @@ def train(train_split: str, val_split: str, model_out: str, work: str, config: s
     return {"steps": summary["step"], **{k: v for k, v in summary.items() if isinstance(v, (int, float))}}
 
 
-def predict_split(model_uri: str, split: str, out: str, max_videos: int = 0, device: str = "auto") -> dict:
-    """Run a checkpoint on every expression of a split into the prediction layout (resumes per expression)."""
+def predict_split(model_uri: str, split: str, out: str, max_videos: int = 0, device: str = "auto",
+                  fmt: str = "png") -> dict:
+    """Run a checkpoint on every expression of a split into the prediction layout (resumes per expression);
+    ``fmt="official"`` writes ``<out>/results.json`` instead (resumes per video)."""
     import torch
     from tqdm import tqdm
 
     from reviosa.data.format import InterRVOSDataset
+    from reviosa.evaluate.official import OfficialPredictions, results_entry, results_path, write_results
     from reviosa.evaluate.predictions import write_track
     from reviosa.model.inference import predict_video
     from reviosa.model.modeling import ReviosaModel
 
+    if fmt not in ("png", "official"):
+        raise ValueError(f"prediction format must be png or official, got {fmt!r}")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     ds = InterRVOSDataset.load(split)
     net = ReviosaModel.from_pretrained(model_uri, device=device)
     videos = list(ds.videos.values())[: max_videos or None]
+    have = OfficialPredictions(results_path(out)).results if fmt == "official" and results_path(out).is_file() else {}
     done = 0
     for video in tqdm(videos, desc="predict", unit="video"):
-        frames = None
+        frames, entries = None, []
         for exp in video.expressions.values():
-            if (Path(out) / video.name / exp.exp_id / "actor").is_dir():
+            if fmt == "official":
+                if exp.exp_id in have.get(video.name, {}):
+                    continue
+            elif (Path(out) / video.name / exp.exp_id / "actor").is_dir():
                 continue
             frames = ds.read_frames(video) if frames is None else frames
             pred = predict_video(net, frames, exp.text)
+            done += 1
+            if fmt == "official":
+                entries.append(results_entry(done - 1, video.name, exp.exp_id, exp.text, video.frames, pred.actor,
+                                             pred.target, pred.text))
+                continue
             if pred.target is not None:
                 write_track(out, video.name, exp.exp_id, "target", video.frames, pred.target)
             # The actor folder is written last: its presence marks the expression as done.
             write_track(out, video.name, exp.exp_id, "actor", video.frames, pred.actor)
-            done += 1
+        if entries:
+            write_results(out, entries, merge=True)
     return {"videos": len(videos), "expressions": done}
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from reviosa.config import Config
 from reviosa.model.config import ModelConfig
@@ -32,6 +32,8 @@ class DataConfig(Config):
     train: str = Field(..., description="training split folder (InterRVOS/MeViS layout)")
     val: str | None = Field(None, description="validation split folder; None = no validation")
     expressions_per_sample: int = Field(2, ge=1, description="expressions of one video per sample (chat rounds)")
+    unit: Literal["expression", "video"] = Field("expression", description="one item of an epoch: every expression "
+                                                 "(as an anchor) or every video (the official recipe)")
     augment: AugmentConfig = AugmentConfig()
 
 
@@ -41,9 +43,23 @@ class OptimConfig(Config):
     lr: float = Field(4e-5, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = Field(0, ge=0)
+    warmup_steps: int = Field(0, ge=0, description="warm-up length in optimizer steps")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="warm-up length as a share of the run (instead of "
+                                "warmup_steps)")
+    warmup_start_factor: float | None = Field(None, gt=0, le=1, description="LR multiplier at the first step, rising "
+                                              "linearly to 1; None: (step + 1) / warm-up steps")
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     grad_clip: float = Field(1.0, ge=0, description="0 = no clipping")
+
+    @model_validator(mode="after")
+    def _one_warmup(self) -> "OptimConfig":
+        if self.warmup_steps and self.warmup_ratio:
+            raise ValueError("give warm-up as warmup_steps or warmup_ratio, not both")
+        return self
+
+    def warmup(self, total_steps: int) -> int:
+        """Warm-up steps of a run of ``total_steps``."""
+        return round(self.warmup_ratio * total_steps) if self.warmup_ratio else self.warmup_steps
 
 
 class DeepSpeedConfig(Config):
@@ -96,8 +112,8 @@ class TrainConfig(Config):
     data: DataConfig
     out: str = Field("runs/train", description="output folder: checkpoints/, final/, mlruns.db")
     steps: int = Field(100, ge=1, description="optimizer steps (ignored when ``epochs`` is set)")
-    epochs: float | None = Field(None, gt=0, description="run length in passes over the training expressions; "
-                                 "when set, steps = ceil(epochs * expressions / expressions per optimizer step)")
+    epochs: float | None = Field(None, gt=0, description="run length in passes over the training items (data.unit); "
+                                 "when set, steps = ceil(epochs * items / samples per optimizer step)")
     batch_size: int = Field(2, ge=1, description="samples per process per micro-step")
     grad_accum: int = Field(1, ge=1)
     seed: int = 0

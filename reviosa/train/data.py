@@ -40,10 +40,16 @@ def augment(frames: np.ndarray, masks: list[np.ndarray], cfg: AugmentConfig,
 
 
 class ExpressionClips(Dataset):
-    """Map-style dataset of training samples; ``set_epoch`` changes the random draws of every item."""
+    """Map-style dataset of training samples; ``set_epoch`` changes the random draws of every item.
+
+    ``unit`` says what one item of an epoch is: ``expression`` (every expression anchors one sample, its companions
+    drawn from the same video) or ``video`` (every video is one sample, as in the official recipe: a random
+    interaction with roles first when the video has one, then the other expressions; a video with too few repeats
+    some).
+    """
 
     def __init__(self, dataset: InterRVOSDataset, cfg: ModelConfig, tokenizer, expressions_per_sample: int = 2,
-                 augment_cfg: AugmentConfig | None = None, seed: int = 0):
+                 augment_cfg: AugmentConfig | None = None, seed: int = 0, unit: str = "expression"):
         self.dataset = dataset
         self.cfg = cfg
         self.tokenizer = tokenizer
@@ -51,7 +57,13 @@ class ExpressionClips(Dataset):
         self.augment = augment_cfg or AugmentConfig()
         self.seed = seed
         self.epoch = 0
-        self.items = [(v.name, e.exp_id) for v, e in dataset.iter_expressions()]
+        if unit not in ("expression", "video"):
+            raise ValueError(f"unit must be expression or video, got {unit!r}")
+        self.unit = unit
+        if unit == "video":
+            self.items = [(v.name, "") for v in dataset.videos.values() if v.expressions]
+        else:
+            self.items = [(v.name, e.exp_id) for v, e in dataset.iter_expressions()]
         if not self.items:
             raise ValueError(f"{dataset.root}: the training split has no expressions")
 
@@ -67,10 +79,14 @@ class ExpressionClips(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         vid, anchor = self.items[index]
         video = self.dataset.videos[vid]
-        others = [e for e in video.expressions if e != anchor]
-        need = self.k - 1
-        extra = rng.choice(others or [anchor], size=need, replace=len(others) < need).tolist() if need else []
-        return vid, [anchor, *map(str, extra)], sample_frames(video.num_frames, self.cfg.train_frames, rng)
+        if self.unit == "video":
+            exp_ids = _video_expressions(video, self.k, rng)
+        else:
+            others = [e for e in video.expressions if e != anchor]
+            need = self.k - 1
+            extra = rng.choice(others or [anchor], size=need, replace=len(others) < need).tolist() if need else []
+            exp_ids = [anchor, *map(str, extra)]
+        return vid, exp_ids, sample_frames(video.num_frames, self.cfg.train_frames, rng)
 
     def __getitem__(self, index: int) -> ReviosaSample:
         vid, exp_ids, frame_idx = self.draw(index)
@@ -81,8 +97,22 @@ class ExpressionClips(Dataset):
         tar = np.stack([ds.union_masks(video, e.target_anno_ids)[frame_idx] for e in exps])
         rng = np.random.default_rng([self.seed, self.epoch, index, 1])
         frames, (act, tar) = augment(frames, [act, tar], self.augment, rng)
+        text_rng = np.random.default_rng([self.seed, self.epoch, index, 2])
         return build_sample(self.cfg, self.tokenizer, frames, [e.text for e in exps], [e.has_target for e in exps],
-                            act, tar, video=vid, exp_ids=exp_ids, frame_indices=frame_idx)
+                            act, tar, rng=text_rng, video=vid, exp_ids=exp_ids, frame_indices=frame_idx)
+
+
+def _video_expressions(video, k: int, rng: np.random.Generator) -> list[str]:
+    """``k`` expression ids of a video: a random interaction with roles first (if any), then the others; all of them
+    and some again when the video has no more than ``k``."""
+    ids = list(video.expressions)
+    roles = [e for e in ids if video.expressions[e].has_target]
+    first = [str(rng.choice(roles))] if roles else []
+    rest = [e for e in ids if e not in first]
+    if len(ids) <= k:
+        chosen = first + rest
+        return chosen + [str(e) for e in rng.choice(ids, size=k - len(chosen), replace=True)]
+    return first + [str(e) for e in rng.choice(rest, size=k - len(first), replace=False)]
 
 
 def sample_id(sample: ReviosaSample) -> str:

@@ -74,6 +74,11 @@ def teardown(dist: Dist | None) -> None:
     if torch.distributed.is_initialized():
         # Without this a multi-process run aborts at exit ("terminate called without an active exception").
         torch.distributed.destroy_process_group()
+        # DeepSpeed caches a clone of the world group; a second run in this process would broadcast over the
+        # destroyed one. Forget it so the next setup() clones the new world.
+        from deepspeed.utils import groups
+
+        groups._WORLD_GROUP = None
     for key, value in (dist.saved_env if dist else {}).items():
         if value is None:
             os.environ.pop(key, None)

@@ -34,12 +34,13 @@ def deepspeed_config(cfg: TrainConfig, world_size: int, prec: str) -> dict:
     }
 
 
-def lr_lambda(warmup: int, total: int, floor: float):
-    """Multiplier of the base LR at an optimizer step: linear warm-up, then cosine to ``floor``."""
+def lr_lambda(warmup: int, total: int, floor: float, start: float | None = None):
+    """Multiplier of the base LR at an optimizer step: linear warm-up (from ``start``, or (step + 1) / warmup when
+    None), then cosine to ``floor`` at ``total``."""
 
     def f(step: int) -> float:
         if step < warmup:
-            return (step + 1) / warmup
+            return (step + 1) / warmup if start is None else start + (1 - start) * step / warmup
         progress = min(1.0, (step - warmup) / max(1, total - warmup))
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
@@ -48,6 +49,7 @@ def lr_lambda(warmup: int, total: int, floor: float):
 
 def adamw(params, cfg: TrainConfig, total_steps: int):
     """AdamW over ``params`` with the config's warm-up + cosine schedule: (optimizer, scheduler)."""
-    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
-    schedule = lr_lambda(cfg.optim.warmup_steps, total_steps, cfg.optim.min_lr_ratio)
+    o = cfg.optim
+    optimizer = torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    schedule = lr_lambda(o.warmup(total_steps), total_steps, o.min_lr_ratio, o.warmup_start_factor)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)

@@ -59,7 +59,7 @@ def _llm_prompt(cfg: ModelConfig, with_frame: bool):
 
     def prompt(objs, frames):
         rows = [encode_conversation(model.tokenizer, cfg, int(with_frame), [describe(appearance_view(o), "full")],
-                                    [cfg.prompt.answer_actor])[0] for o in objs]
+                                    [cfg.prompt.answers_actor[0]])[0] for o in objs]
         ids = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)
         att = torch.zeros_like(ids)
         for i, r in enumerate(rows):

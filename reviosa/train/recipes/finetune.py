@@ -71,7 +71,7 @@ class FinetuneRecipe:
         self.model = build_model(cfg)
         train_ds = InterRVOSDataset.load(cfg.data.train)
         self.clips = ExpressionClips(train_ds, cfg.model, self.model.tokenizer, cfg.data.expressions_per_sample,
-                                     cfg.data.augment, cfg.seed)
+                                     cfg.data.augment, cfg.seed, unit=cfg.data.unit)
         self.loader, self.sampler = make_loader(self.clips, cfg.batch_size, self.dist.rank, self.dist.world_size,
                                                 cfg.seed)
         self.total_steps = total_steps(cfg, len(self.clips), self.dist.world_size)
@@ -214,12 +214,12 @@ def build_model(cfg: TrainConfig):
     return ReviosaModel.from_config(cfg.model)
 
 
-def total_steps(cfg: TrainConfig, expressions: int, world_size: int) -> int:
-    """Optimizer steps of the run: ``steps``, or ``epochs`` passes over the training expressions."""
+def total_steps(cfg: TrainConfig, items: int, world_size: int) -> int:
+    """Optimizer steps of the run: ``steps``, or ``epochs`` passes over the ``items`` of an epoch (expressions or
+    videos, ``data.unit``), ``batch_size x grad_accum`` per process and step."""
     if cfg.epochs is None:
         return cfg.steps
-    per_step = cfg.batch_size * cfg.grad_accum * world_size * cfg.data.expressions_per_sample
-    return max(1, math.ceil(cfg.epochs * expressions / per_step))
+    return max(1, math.ceil(cfg.epochs * items / (cfg.batch_size * cfg.grad_accum * world_size)))
 
 
 def run(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> dict:
