@@ -1,14 +1,16 @@
-"""J and F: every rule and edge case of the official DAVIS/MeViS code, and bit-exact agreement with a plain
-``cv2.dilate`` port of the same rules on random masks of many shapes."""
+"""J and F: every rule and edge case of the official DAVIS/MeViS code, bit-exact agreement with the per-frame
+``cv2.dilate`` reference on random and realistic masks of many shapes, and the reference itself against a
+brute-force reading of the rules."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from reviosa.evaluate import metrics
 from reviosa.evaluate.metrics import boundary_map, boundary_radius, contour_accuracy, jf, region_similarity
-from reviosa.evaluate.reference import disk_kernel, reference_boundary, reference_f, reference_j
+from reviosa.evaluate.reference import disk_kernel, reference_boundary, reference_f, reference_j, reference_radius
 
 
 def _frame(h: int, w: int) -> np.ndarray:
@@ -216,12 +218,12 @@ def test_other_tolerances_match_reference(bound_th):
         assert contour_accuracy(gt, pred, bound_th).tolist() == want
 
 
-def test_chunked_stacks_equal_frame_by_frame(monkeypatch):
-    # a tiny chunk size splits the stack; each chunk has its own crop
+def test_blocked_stacks_equal_frame_by_frame(monkeypatch):
+    # a tiny block size splits the stack; each block has its own crop
     rng = np.random.default_rng(7)
     gt, pred = _random_masks(rng, 11, 48, 70)
     whole = jf(gt, pred)
-    monkeypatch.setattr(metrics, "_CHUNK_PIXELS", 48 * 70 * 3)
+    monkeypatch.setattr(metrics, "_BLOCK_PIXELS", 48 * 70 * 3)
     chunked = jf(gt, pred)
     assert np.array_equal(whole[0], chunked[0]) and np.array_equal(whole[1], chunked[1])
     per_frame = [jf(g, p) for g, p in zip(gt, pred)]
@@ -245,3 +247,177 @@ def test_views_and_dtypes_give_the_same_numbers():
     wide[:, :, ::2] = pred * 255  # a strided uint8 view of the same prediction
     j2, f2 = jf(strided_gt, wide[:, :, ::2])
     assert np.array_equal(j, j2) and np.array_equal(f, f2)
+
+
+# ---------------------------------------------------------------------- the yardstick against the rules themselves
+def _naive_boundary(m: np.ndarray) -> np.ndarray:
+    m = m.astype(bool)
+    h, w = m.shape
+    b = np.zeros_like(m)
+    for y in range(h):
+        for x in range(w):
+            b[y, x] = any(y + dy < h and x + dx < w and m[y, x] != m[y + dy, x + dx]
+                          for dy, dx in ((0, 1), (1, 0), (1, 1)))
+    return b
+
+
+def _naive_f(gt: np.ndarray, pred: np.ndarray, r: int) -> float:
+    """F read straight off the rules: match within Euclidean distance <= r, by explicit pairwise distances."""
+    bg, bp = np.argwhere(_naive_boundary(gt)), np.argwhere(_naive_boundary(pred))
+    if len(bg) == 0 and len(bp) == 0:
+        return 1.0
+    if len(bg) == 0 or len(bp) == 0:
+        return 0.0
+    near = ((bp[:, None, :] - bg[None, :, :]) ** 2).sum(axis=-1) <= r * r
+    precision = near.any(axis=1).sum() / float(len(bp))
+    recall = near.any(axis=0).sum() / float(len(bg))
+    return 0.0 if precision + recall == 0 else float(2 * precision * recall / (precision + recall))
+
+
+def test_reference_follows_the_rules():
+    # pins the yardstick: cv2.dilate with the disk, image borders contributing nothing, the boundary convention
+    rng = np.random.default_rng(2024)
+    for _ in range(60):
+        h, w = (int(v) for v in rng.integers(1, 14, size=2))
+        bound_th = float(rng.integers(0, 6))  # a radius in pixels, or 0 for exact matches only
+        gt, pred = (rng.random((h, w)) < rng.random() for _ in range(2))
+        assert np.array_equal(reference_boundary(gt), _naive_boundary(gt))
+        assert np.array_equal(boundary_map(gt), _naive_boundary(gt))
+        assert reference_f(gt, pred, bound_th) == _naive_f(gt, pred, reference_radius(bound_th, h, w))
+        inter, union = (gt & pred).sum(), (gt | pred).sum()
+        assert reference_j(gt, pred) == (1.0 if union == 0 else inter / union)
+
+
+# ---------------------------------------------------------------------- property tests over random shapes
+def _shape_stack(rng: np.random.Generator, t: int, h: int, w: int) -> np.ndarray:
+    """Frames of blobs, rectangles, thin lines, single pixels, noise, or nothing/everything, anywhere."""
+    out = np.zeros((t, h, w), np.uint8)
+    for i in range(t):
+        for _ in range(int(rng.integers(0, 4))):
+            kind = rng.integers(0, 7)
+            cy, cx = int(rng.integers(-2, h + 2)), int(rng.integers(-2, w + 2))
+            if kind == 0:
+                axes = (int(rng.integers(0, w + 1)), int(rng.integers(0, h + 1)))
+                cv2.ellipse(out[i], (cx, cy), axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+            elif kind == 1:
+                out[i, max(0, cy): cy + int(rng.integers(1, h + 1)), max(0, cx): cx + int(rng.integers(1, w + 1))] = 1
+            elif kind == 2:
+                end = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+                cv2.line(out[i], (cx, cy), end, 1, int(rng.integers(1, 3)))
+            elif kind == 3 and 0 <= cy < h and 0 <= cx < w:
+                out[i, cy, cx] = 1
+            elif kind == 4:
+                out[i] |= rng.random((h, w)) < rng.random() * 0.2
+            elif kind == 5:
+                out[i] = rng.random() < 0.5  # all empty or all full
+            else:
+                out[i, :, min(w - 1, max(0, cx))] = 1 if rng.random() < 0.5 else 0
+                out[i, min(h - 1, max(0, cy)), :] = 1 if rng.random() < 0.5 else 0
+    return out.astype(bool)
+
+
+def _related(rng: np.random.Generator, gt: np.ndarray) -> np.ndarray:
+    """A prediction near the GT (shifted, grown, thinned, noisy) or unrelated to it."""
+    kind = rng.integers(0, 4)
+    if kind == 0:
+        return np.roll(gt, (int(rng.integers(-9, 10)), int(rng.integers(-9, 10))), axis=(1, 2))
+    if kind == 1:
+        k = np.ones((3, 3), np.uint8)
+        op = cv2.dilate if rng.random() < 0.5 else cv2.erode
+        return np.stack([op(f.view(np.uint8), k) for f in gt]).astype(bool)
+    if kind == 2:
+        return gt ^ (rng.random(gt.shape) < 0.01)
+    return _shape_stack(rng, *gt.shape)
+
+
+def _bound_th(rng: np.random.Generator) -> float:
+    kind = rng.integers(0, 3)
+    if kind == 0:
+        return 0.008
+    if kind == 1:
+        return float(rng.integers(1, 14))  # a radius in pixels
+    return float(rng.uniform(0.001, 0.08))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_shapes_match_reference(seed, monkeypatch):
+    rng = np.random.default_rng(seed)
+    if seed % 3 == 0:
+        # small blocks: several blocks per stack, each with its own crop
+        monkeypatch.setattr(metrics, "_BLOCK_PIXELS", int(rng.integers(1, 20_000)))
+    for _ in range(8):
+        h, w = int(rng.integers(1, 130)), int(rng.integers(1, 130))
+        t = int(rng.integers(1, 7))
+        gt = _shape_stack(rng, t, h, w)
+        pred = _related(rng, gt)
+        bound_th = _bound_th(rng)
+        j, f = jf(gt, pred, bound_th)
+        assert j.tolist() == [reference_j(g, p) for g, p in zip(gt, pred)], (h, w, bound_th)
+        assert f.tolist() == [reference_f(g, p, bound_th) for g, p in zip(gt, pred)], (h, w, bound_th)
+
+
+@pytest.mark.parametrize("r", [1, 8, 12])
+def test_objects_at_every_border_and_inside(r, monkeypatch):
+    # Masks away from the border are packed straight from the input; at a border through a padded copy, and
+    # the image's last row/column have no lower/right neighbour. Both ways must agree with the reference.
+    packed_in_place = []
+    pack = metrics._pack_crop
+
+    def spy(x, c, ws):
+        packed_in_place.append(c.in_place)
+        return pack(x, c, ws)
+
+    monkeypatch.setattr(metrics, "_pack_crop", spy)
+    h, w = 90, 260
+    shape = np.zeros((30, 44), bool)
+    cv2.ellipse(shape.view(np.uint8), (22, 15), (20, 12), 30, 0, 360, 1, -1)
+    shape[3:27, 40:43] = True  # a straight edge
+    gts, preds = [], []
+    for y in (0, 1, 2, r, r + 1, 30, h - 31, h - 30):
+        for x in (0, 1, 2, r, 100, w - 64, w - 45, w - 44):
+            g = np.zeros((h, w), bool)
+            g[y: y + 30, x: x + 44] = shape[: h - y, : w - x]
+            gts.append(g)
+            preds.append(np.roll(g, (1, -2), axis=(0, 1)))
+    gt, pred = np.stack(gts), np.stack(preds)
+    for i in range(0, len(gt), 3):  # blocks of a few frames, so crops differ
+        sl = slice(i, i + 3)
+        j, f = jf(gt[sl], pred[sl], r)
+        assert j.tolist() == [reference_j(a, b) for a, b in zip(gt[sl], pred[sl])]
+        assert f.tolist() == [reference_f(a, b, r) for a, b in zip(gt[sl], pred[sl])]
+    assert True in packed_in_place and False in packed_in_place
+
+
+def test_thin_frames_and_lines():
+    rng = np.random.default_rng(5)
+    for h, w in [(1, 1), (1, 2), (2, 1), (1, 300), (300, 1), (2, 300), (300, 2), (3, 65), (65, 3)]:
+        gt = _shape_stack(rng, 6, h, w)
+        pred = _related(rng, gt)
+        for bound_th in (0.008, 1.0, 3.0):
+            j, f = jf(gt, pred, bound_th)
+            assert j.tolist() == [reference_j(g, p) for g, p in zip(gt, pred)]
+            assert f.tolist() == [reference_f(g, p, bound_th) for g, p in zip(gt, pred)]
+    lines = np.zeros((4, 50, 70), bool)
+    lines[0, 20, 5:60] = True  # horizontal
+    lines[1, 3:45, 33] = True  # vertical
+    cv2.line(lines[2].view(np.uint8), (0, 0), (69, 49), 1, 1)  # diagonal
+    lines[3, :, 69] = True  # the last column
+    for shifted in (np.roll(lines, 3, axis=2), np.roll(lines, -9, axis=1), lines[:, ::-1]):
+        assert jf(lines, shifted)[1].tolist() == [reference_f(g, p) for g, p in zip(lines, shifted)]
+
+
+@pytest.mark.parametrize("shape", [(480, 854), (720, 1280)])
+def test_real_scale_blobs_match_reference(shape):
+    h, w = shape
+    rng = np.random.default_rng(h)
+    gt = np.zeros((5, h, w), np.uint8)
+    pred = np.zeros_like(gt)
+    for i in range(5):
+        c = (int(w * 0.4 + 9 * i), int(h * 0.5 - 5 * i))
+        cv2.ellipse(gt[i], c, (w // 8, h // 5), 7 * i, 0, 360, 1, -1)
+        cv2.ellipse(pred[i], (c[0] + int(rng.integers(-4, 5)), c[1] + int(rng.integers(-4, 5))),
+                    (w // 8 + 3, h // 5 - 2), 7 * i + 3, 0, 360, 255, -1)
+    gt[3] = 0
+    j, f = jf(gt, pred)
+    assert j.tolist() == [reference_j(g, p) for g, p in zip(gt, pred)]
+    assert f.tolist() == [reference_f(g, p) for g, p in zip(gt, pred)]

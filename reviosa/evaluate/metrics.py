@@ -1,6 +1,6 @@
 """J (region similarity) and F (contour accuracy) exactly as the official DAVIS-2017 / MeViS code defines them.
 
-Rules (every one is tested against :mod:`reviosa.evaluate.reference`, a literal ``cv2.dilate`` port):
+Rules (every one is tested against :mod:`reviosa.evaluate.reference`, a per-frame ``cv2.dilate`` port):
 
 * any non-zero value is foreground (1, 255, 0.2, negative, NaN); no threshold, no resizing; GT and
   prediction of different shapes raise ``AssertionError`` like the official code, so callers port unchanged;
@@ -11,24 +11,31 @@ Rules (every one is tested against :mod:`reviosa.evaluate.reference`, a literal 
   (``bound_th`` itself when >= 1), matching within Euclidean distance ``<= r``; both boundaries empty → 1,
   one empty → 0.
 
-Speed: a chunk of frames is cut to the bounding box of its foreground and packed to 64 pixels per ``uint64``
-word. Boundaries are XORs of shifted words; J and the boundary sizes are popcounts. The disk dilation uses
-that the disk is a union of horizontal runs of half-width w(dy) = isqrt(r² − dy²): the few distinct
-horizontal dilations are built by doubling shifts and OR-ed in at row offsets, instead of sliding a
-(2r+1)² kernel. ``benchmarks/metrics_speed.py`` measures the speed-up against :mod:`reviosa.evaluate.reference`.
+Speed. Frames are taken a block at a time. One streaming ``cv2.reduce`` pass gives each row's foreground
+sum, hence the rows of the block's bounding box; OR-ing only those rows gives its columns. Both masks are cut
+to that box and packed 64 pixels per ``uint64`` word (in place from the input when the box is away from the
+image border), and everything after that is a few dozen numpy passes over the packed words of the whole
+block: boundaries are XORs of shifted words; the disk dilation uses that the disk is a union of horizontal
+runs of half-width w(dy) = isqrt(r² − dy²), so each distinct run is one shift-and-OR step from the previous
+one and is OR-ed in at its row offsets ±dy; sizes and intersections are popcounts. Scratch buffers are
+reused between blocks. ``benchmarks/metrics_speed.py`` measures the speed-up against
+:mod:`reviosa.evaluate.reference`.
 """
 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from math import isqrt
 
+import cv2
 import numpy as np
 
-#: pixels per chunk of frames: enough frames to amortise numpy's per-call cost, few enough to stay in cache
-_CHUNK_PIXELS = 1 << 23
-_ONE = np.uint64(1)
-_SIXTY_THREE = np.uint64(63)
+#: input pixels per block of frames: enough frames to amortise numpy's per-call cost, few enough that the
+#: block is still in cache when its rows are read a second time and its packed words stay in L2
+_BLOCK_PIXELS = 5 << 20
+_U1 = np.uint64(1)
+_U63 = np.uint64(63)
 
 
 def boundary_radius(bound_th: float, height: int, width: int) -> int:
@@ -55,15 +62,14 @@ def region_similarity(gt: np.ndarray, pred: np.ndarray) -> float | np.ndarray:
 def contour_accuracy(gt: np.ndarray, pred: np.ndarray, bound_th: float = 0.008) -> float | np.ndarray:
     """F of an (H, W) frame (a float) or of each frame of a (T, H, W) stack (a float64 array)."""
     g, p, squeeze = _prepare(gt, pred, allow_nd=False)
-    _, f = _scores(g, p, boundary_radius(bound_th, g.shape[-2], g.shape[-1]), need_j=False)
+    _, f = _scores(g, p, boundary_radius(bound_th, g.shape[-2], g.shape[-1]))
     return float(f[0]) if squeeze else f
 
 
 def jf(gt: np.ndarray, pred: np.ndarray, bound_th: float = 0.008) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame (J, F) float64 arrays of a (T, H, W) stack (or length-1 arrays for an (H, W) frame)."""
     g, p, _ = _prepare(gt, pred, allow_nd=False)
-    j, f = _scores(g, p, boundary_radius(bound_th, g.shape[-2], g.shape[-1]))
-    return j, f
+    return _scores(g, p, boundary_radius(bound_th, g.shape[-2], g.shape[-1]))
 
 
 def boundary_map(mask: np.ndarray) -> np.ndarray:
@@ -71,9 +77,13 @@ def boundary_map(mask: np.ndarray) -> np.ndarray:
     m, _, _ = _prepare(mask, mask, allow_nd=False)
     if m.ndim != 3 or len(m) != 1:
         raise ValueError(f"boundary_map takes one (H, W) frame, got shape {np.shape(mask)}")
-    w = m.shape[-1]
-    b = _boundary(_pack(m, -(-w // 64) + 1), w)
-    return np.unpackbits(b.view(np.uint8), axis=-1, count=w, bitorder="little")[0].astype(bool)
+    h, w = m.shape[1:]
+    crop = _Crop(h, w, 0, h, 0, w, 0)
+    words = _pack_crop(_as_bytes(m), crop, _Workspace())
+    b = np.empty_like(words)
+    _boundary(words, b, np.empty_like(words), crop)
+    bits = b.reshape(crop.rows, crop.nw)[crop.pad:].view(np.uint8)
+    return np.unpackbits(bits, axis=-1, count=w, bitorder="little").astype(bool)
 
 
 # ---------------------------------------------------------------------- input handling
@@ -88,149 +98,248 @@ def _prepare(gt: np.ndarray, pred: np.ndarray, *, allow_nd: bool) -> tuple[np.nd
     squeeze = gt.ndim == 2
     if squeeze:
         gt, pred = gt[None], pred[None]
-    return _as_bool(gt), _as_bool(pred), squeeze
+    return gt, pred, squeeze
 
 
-def _as_bool(x: np.ndarray) -> np.ndarray:
-    # astype(bool) is the official binarisation: NaN and negatives are foreground.
-    return x if x.dtype == np.bool_ else x.astype(bool)
+def _as_bytes(x: np.ndarray) -> np.ndarray:
+    """C-contiguous bytes of a stack, non-zero where it is foreground (``astype(bool)``: NaN, negatives too)."""
+    # One-byte integers are used as they are: every later step only asks whether a byte is non-zero.
+    x = x.view(np.uint8) if x.dtype in (np.bool_, np.uint8, np.int8) else x != 0
+    return np.ascontiguousarray(x).view(np.uint8)
 
 
-def _scores(g: np.ndarray, p: np.ndarray, r: int | None, *, need_j: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame J (if ``need_j``) and F (if ``r`` is given) of (T, H, W) bool stacks, chunk by chunk.
+class _Workspace:
+    """Named scratch buffers reused across blocks: a fresh large array per pass costs more in page faults than the
+    pass itself."""
 
-    Each chunk is cut to the bounding box of its foreground plus one empty row/column on every side that
-    exists. Nothing outside holds a boundary pixel, and the crop's last row/column obeys the same "no lower /
-    right neighbour" rule as the image's, because it is either the image's own or empty with empty neighbours.
+    def __init__(self) -> None:
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: type = np.uint64) -> np.ndarray:
+        size = math.prod(shape)
+        buf = self._buffers.get(name)
+        if buf is None or buf.size < size or buf.dtype != dtype:
+            # a little headroom, since consecutive blocks have slightly different crops
+            buf = self._buffers[name] = np.empty(size + size // 4, dtype)
+        return buf[:size].reshape(shape)
+
+
+class _Crop:
+    """Where a block's masks sit in the packed layout.
+
+    Each frame becomes ``pad`` empty rows followed by the crop's ``hc`` rows, each of ``nw`` words holding the
+    crop's ``wc`` columns from bit 0 and at least ``pad`` empty bits after them. Rows are then contiguous
+    across frames, so a vertical shift is a flat word offset: a shift of up to ``pad`` rows moves a frame's rows
+    only into its own or the next frame's empty rows, and a horizontal spill of up to ``pad`` bits only into
+    the empty bits at a row's end, never into another row's pixels.
     """
+
+    def __init__(self, h: int, w: int, y0: int, y1: int, x0: int, x1: int, r: int) -> None:
+        self.y0, self.y1, self.x0, self.x1 = y0, y1, x0, x1
+        self.hc, self.wc = y1 - y0, x1 - x0
+        self.pad = max(1, r)
+        self.nw = -(-(self.wc + self.pad) // 64)
+        self.rows = self.pad + self.hc
+        # Fast path: the empty rows above the crop and the columns up to the last word lie inside the image
+        # (and are empty there, being outside the bounding box), so the input can be packed in place.
+        self.in_place = y0 >= self.pad and x0 + 64 * self.nw <= w
+        self.bottom = y1 == h
+
+
+def _pack_crop(x: np.ndarray, c: _Crop, ws: _Workspace) -> np.ndarray:
+    """Packed (k, rows * nw) words of a block of bytes (non-zero is foreground), in the layout of ``c``."""
+    k = len(x)
+    if c.in_place:
+        src = x[:, c.y0 - c.pad:c.y1, c.x0:c.x0 + 64 * c.nw]
+    else:
+        src = ws.get("pad_bytes", (k, c.rows, 64 * c.nw), np.uint8)
+        src[:, : c.pad] = 0
+        src[:, c.pad:, c.wc:] = 0
+        src[:, c.pad:, : c.wc] = x[:, c.y0:c.y1, c.x0:c.x1]
+    return np.packbits(src, axis=-1, bitorder="little").view("<u8").reshape(k, c.rows * c.nw)
+
+
+# ---------------------------------------------------------------------- J and F of a block
+def _scores(g: np.ndarray, p: np.ndarray, r: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame J and (if ``r`` is given) F of (T, H, W) stacks, block by block."""
     t, h, w = g.shape
-    j = np.ones(t, dtype=np.float64)
-    f = np.ones(t, dtype=np.float64)
-    # Spare bits after each row: >= 1 so the last column's right neighbour is padding, >= 2r for the dilation.
-    spare = max(1, 2 * (r or 0))
-    step = max(1, _CHUNK_PIXELS // (h * w))
+    # Per frame: |G|, |P|, |G∧P|, |Bg|, |Bp|, |Bp∧D(Bg)|, |Bg∧D(Bp)|; all zero (J = F = 1) for empty frames.
+    counts = np.zeros((7, t), dtype=np.int64)
+    ws = _Workspace()
+    step = max(1, _BLOCK_PIXELS // (h * w))
     for start in range(0, t, step):
         sl = slice(start, min(t, start + step))
-        gc, pc = g[sl], p[sl]
-        union = np.logical_or.reduce(gc, axis=0)
-        union |= np.logical_or.reduce(pc, axis=0)
-        rows = np.flatnonzero(union.any(axis=1))
+        gb, pb = _as_bytes(g[sl]), _as_bytes(p[sl])
+        rows = np.flatnonzero(_rows_used(gb) | _rows_used(pb))
         if len(rows) == 0:
-            continue  # every frame empty in both: J = F = 1
-        cols = np.flatnonzero(union[rows[0]: rows[-1] + 1].any(axis=0))
-        y0, y1 = max(0, rows[0] - 1), min(h, rows[-1] + 2)
-        x0, x1 = max(0, cols[0] - 1), min(w, cols[-1] + 2)
-        nwp = -(-(x1 - x0 + spare) // 64)
-        pg = _pack(gc[:, y0:y1, x0:x1], nwp)
-        pp = _pack(pc[:, y0:y1, x0:x1], nwp)
-        if need_j:
-            j[sl] = _region(pg, pp)
-        if r is not None:
-            f[sl] = _contour(pg, pp, x1 - x0, r)
-    return j, f
+            continue
+        ya, yb = rows[0], rows[-1] + 1
+        cols = np.flatnonzero(_cols_used(gb, ya, yb) | _cols_used(pb, ya, yb))
+        # One empty row/column of margin on each side where the image has one: pixels left of or above the
+        # foreground can be boundary pixels, nothing further out can, and the crop's last row/column is either
+        # the image's own or empty with empty neighbours, so the "no lower/right neighbour" rule stays right.
+        crop = _Crop(h, w, max(0, ya - 1), min(h, yb + 1), max(0, cols[0] - 1), min(w, cols[-1] + 2), r or 0)
+        counts[:, sl] = _block_counts(gb, pb, crop, r, ws)
+    return _region(counts), _contour(counts)
 
 
-def _pack(m: np.ndarray, nwp: int) -> np.ndarray:
-    """Pack (n, H, W) bools into little-endian bit order: pixel x is bit x % 64 of word x // 64."""
-    n, h, _ = m.shape
-    packed = np.packbits(m, axis=-1, bitorder="little")
-    buf = np.zeros((n, h, nwp * 8), dtype=np.uint8)
-    buf[:, :, : packed.shape[-1]] = packed
-    return buf.view("<u8")
+def _rows_used(x: np.ndarray) -> np.ndarray:
+    """Rows holding foreground in any frame of a block of bytes: one streaming pass (cv2's row sums)."""
+    k, h, w = x.shape
+    return cv2.reduce(x.reshape(k * h, w), 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).reshape(k, h).any(axis=0)
 
 
-def _popcount(words: np.ndarray) -> np.ndarray:
-    return np.bitwise_count(words).reshape(len(words), -1).sum(axis=1, dtype=np.int64)
+def _cols_used(x: np.ndarray, ya: int, yb: int) -> np.ndarray:
+    """Columns holding foreground in rows [ya, yb) of any frame of a block of bytes."""
+    k, h, w = x.shape
+    # OR-ing 4 rows at a time as one long row is faster than row by row; the band may grow to a multiple of 4.
+    n = 4 * -(-(yb - ya) // 4)
+    if n > h:
+        return np.bitwise_or.reduce(x[:, ya:yb], axis=(0, 1)) != 0
+    ya = min(ya, h - n)
+    folded = np.bitwise_or.reduce(x[:, ya:ya + n].reshape(k, n // 4, 4 * w), axis=1)
+    return np.bitwise_or.reduce(folded.reshape(k * 4, w), axis=0) != 0
 
 
-# ---------------------------------------------------------------------- J
-def _region(g: np.ndarray, p: np.ndarray) -> np.ndarray:
-    inter = _popcount(g & p)
-    union = _popcount(g) + _popcount(p) - inter
-    out = np.ones(len(g), dtype=np.float64)
+def _block_counts(gb: np.ndarray, pb: np.ndarray, c: _Crop, r: int | None,
+                  ws: _Workspace) -> np.ndarray:
+    """The 7 per-frame counts of :func:`_scores` for a block."""
+    k, n_words = len(gb), c.rows * c.nw
+    # Rows [0, 2k): the masks of G then P (later the matched boundary pixels), [2k, 3k): G∧P, [3k, 5k): the
+    # boundaries. Few, reused buffers keep a block's words in L2; one popcount and one cv2 row sum count a span.
+    counted = ws.get("counted", (5 * k if r is not None else 3 * k, n_words))
+    masks = counted[: 2 * k]
+    masks[:k] = _pack_crop(gb, c, ws)
+    masks[k:] = _pack_crop(pb, c, ws)
+    np.bitwise_and(masks[:k], masks[k:], out=counted[2 * k:3 * k])
+    counts = np.zeros((7, k), dtype=np.int64)
+    counts[:3] = _popcounts(counted[: 3 * k], ws).reshape(3, k)
+    if r is not None:
+        bounds = counted[3 * k:]
+        _boundary(masks, bounds, ws.get("tmp", masks.shape), c)
+        near = _dilate(bounds, r, c.nw, ws, masks)
+        np.bitwise_and(bounds[k:], near[:k], out=masks[:k])  # pred boundary pixels near a GT one
+        np.bitwise_and(bounds[:k], near[k:], out=masks[k:])  # GT boundary pixels near a pred one
+        sums = _popcounts(counted, ws).reshape(5, k)
+        counts[3:5], counts[5:] = sums[3:], sums[:2]
+    return counts
+
+
+def _popcounts(words: np.ndarray, ws: _Workspace) -> np.ndarray:
+    """Set bits in each row of a (n, m) array of words."""
+    bits = np.bitwise_count(words, out=ws.get("popcounts", words.shape, np.uint8))
+    return cv2.reduce(bits, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S)[:, 0].astype(np.int64)
+
+
+def _region(counts: np.ndarray) -> np.ndarray:
+    size_g, size_p, inter = counts[:3]
+    union = size_g + size_p - inter
+    j = np.ones(counts.shape[1], dtype=np.float64)
     nz = union != 0
-    out[nz] = inter[nz] / union[nz]
-    return out
+    j[nz] = inter[nz] / union[nz]
+    return j
 
 
-# ---------------------------------------------------------------------- F
-def _boundary(m: np.ndarray, width: int) -> np.ndarray:
-    """Packed boundary map of packed masks (n, H, nwp): right/lower/lower-right neighbour differs."""
-    n, h, nwp = m.shape
-    flat = m.reshape(n, -1)
-    right = flat >> _ONE  # right neighbour aligned onto each pixel
-    right[:, :-1] |= flat[:, 1:] << _SIXTY_THREE
-    right = right.reshape(m.shape)
-    # The lower neighbour of the last row is the row itself, so S and SE collapse to the in-row test there.
-    down = np.concatenate([m[:, 1:], m[:, -1:]], axis=1)
-    down_right = np.concatenate([right[:, 1:], right[:, -1:]], axis=1)
-    b = (m ^ right) | (m ^ down_right)
-    b &= _column_mask(width, nwp)  # the last column has no right neighbour: only the lower test counts
-    b |= m ^ down
-    return b
-
-
-def _column_mask(width: int, nwp: int) -> np.ndarray:
-    bits = np.zeros(nwp * 64, dtype=bool)
-    bits[: width - 1] = True
-    return np.packbits(bits, bitorder="little").view("<u8")
-
-
-def _contour(g: np.ndarray, p: np.ndarray, width: int, r: int) -> np.ndarray:
-    bg, bp = _boundary(g, width), _boundary(p, width)
-    n_g, n_p = _popcount(bg), _popcount(bp)
-    both = (n_g > 0) & (n_p > 0)
-    out = np.where((n_g == 0) & (n_p == 0), 1.0, 0.0)
-    if not both.any():
-        return out
-    idx = np.flatnonzero(both)
-    if len(idx) < len(both):
-        bg, bp = bg[idx], bp[idx]
-    # One dilation call over both stacks halves numpy's per-call overhead.
-    dil = _dilate(np.concatenate([bg, bp]), r)
-    precision = _popcount(bp & dil[: len(bg)]) / n_p[idx].astype(np.float64)
-    recall = _popcount(bg & dil[len(bg):]) / n_g[idx].astype(np.float64)
+def _contour(counts: np.ndarray) -> np.ndarray:
+    n_g, n_p, hit_p, hit_g = counts[3:]
+    f = np.where((n_g == 0) & (n_p == 0), 1.0, 0.0)
+    both = np.flatnonzero((n_g > 0) & (n_p > 0))
+    precision = hit_p[both] / n_p[both].astype(np.float64)
+    recall = hit_g[both] / n_g[both].astype(np.float64)
     denom = precision + recall
-    f = np.zeros(len(idx), dtype=np.float64)
     ok = denom != 0
-    # Same float expression and order as the official code: 2 * P * R / (P + R).
-    f[ok] = 2 * precision[ok] * recall[ok] / denom[ok]
-    out[idx] = f
-    return out
+    # Same float expression and order as the official code: 2 * P * R / (P + R); 0 when P + R = 0.
+    f[both[ok]] = 2 * precision[ok] * recall[ok] / denom[ok]
+    return f
 
 
-def _dilate(b: np.ndarray, r: int) -> np.ndarray:
-    """Packed dilation of (n, H, nwp) maps by the disk of radius r (pad words absorb the spill).
+def _boundary(m: np.ndarray, out: np.ndarray, tmp: np.ndarray, c: _Crop) -> None:
+    """Boundary maps of packed masks ``m`` (n, rows * nw) into ``out``; ``tmp`` is scratch of the same shape.
 
-    The disk is the union over rows dy of horizontal runs of half-width w(dy) = isqrt(r² − dy²): the few
-    distinct horizontal dilations H_w are built by growing H_b to H_{b+c} = H_b | H_b shifted by ±c with
-    c <= b + 1 (so every source is reached through an in-image intermediate), then OR-ed in at row offsets.
+    With a = "differs from the right neighbour" and d = "differs from the lower neighbour", "differs from the
+    lower-right neighbour" is d ^ a(row below), so the boundary is a | a(row below) | d.
     """
-    n, h, nwp = b.shape
-    widths = [isqrt(r * r - dy * dy) for dy in range(r + 1)]
-    maps = {0: b}
-    current, cw = b.reshape(n, -1), 0
-    for target in sorted(set(widths) - {0}):
-        while cw < target:
-            c = min(target - cw, cw + 1, 63)
-            current = current | _shift(current, c) | _shift(current, -c)
-            cw += c
-        maps[cw] = current.reshape(b.shape)
-    out = maps[widths[0]].copy()
-    for dy in range(1, min(r, h - 1) + 1):
-        m = maps[widths[dy]]
-        out[:, dy:] |= m[:, :-dy]
-        out[:, :-dy] |= m[:, dy:]
-    return out
+    nw = c.nw
+    mf, of, tf = m.reshape(-1), out.reshape(-1), tmp.reshape(-1)
+    np.right_shift(mf, _U1, out=of)  # right neighbour aligned onto each pixel, carried across words
+    np.left_shift(mf[1:], _U63, out=tf[:-1])
+    of[:-1] |= tf[:-1]
+    of ^= mf
+    # The last column has no right neighbour, and the empty bits after a row must stay empty.
+    out &= _column_mask(c.rows, nw, c.wc - 1)
+    np.bitwise_xor(mf[:-nw], mf[nw:], out=tf[:-nw])
+    tf[:-nw] |= of[nw:]
+    tf[-nw:] = 0
+    if c.bottom or not c.in_place:
+        # The image's last row has no lower neighbour; padded empty rows get none from the crop's first row.
+        tmp &= _row_mask(c.rows, nw, c.pad, c.rows - 1 if c.bottom else c.rows)
+    of |= tf
 
 
-def _shift(u: np.ndarray, c: int) -> np.ndarray:
-    """Flat (n, L) words with pixel x moved to x + c (bits carried across words; 0 < |c| < 64)."""
-    out = np.empty_like(u)
-    if c > 0:
-        np.left_shift(u, np.uint64(c), out=out)
-        out[:, 1:] |= u[:, :-1] >> np.uint64(64 - c)
-    else:
-        np.right_shift(u, np.uint64(-c), out=out)
-        out[:, :-1] |= u[:, 1:] << np.uint64(64 + c)
-    return out
+@lru_cache(maxsize=32)
+def _column_mask(rows: int, nw: int, keep: int) -> np.ndarray:
+    bits = np.zeros(nw * 64, dtype=bool)
+    bits[:keep] = True
+    return np.tile(np.packbits(bits, bitorder="little").view("<u8"), rows)
+
+
+@lru_cache(maxsize=32)
+def _row_mask(rows: int, nw: int, first: int, stop: int) -> np.ndarray:
+    keep = np.zeros((rows, nw), dtype=np.uint64)
+    keep[first:stop] = ~np.uint64(0)
+    return keep.reshape(-1)
+
+
+def _dilate(b: np.ndarray, r: int, nw: int, ws: _Workspace, spare: np.ndarray) -> np.ndarray:
+    """Packed maps (n, rows * nw) dilated by the disk of radius r, into a workspace buffer; ``spare`` is scratch.
+
+    The disk is the union over rows dy of horizontal runs of half-width w(dy) = isqrt(r² − dy²). The distinct
+    runs H_w are built in increasing order, H_{b+c} = H_b | H_b shifted by ±c with c <= b + 1 (so every
+    source is reached through an intermediate inside the array), each OR-ed in at its row offsets ±dy right
+    away, so only two of them are alive at a time.
+    """
+    if r == 0:
+        return b
+    shape, flat = b.shape, b.reshape(-1)
+    out = ws.get("dilated", flat.shape)
+    free = [ws.get("run", flat.shape), spare.reshape(-1)]
+    tmp = ws.get("tmp", flat.shape)
+    cur, width, started = flat, 0, False
+    for target, rows in _disk_rows(r):
+        while width < target:
+            step = min(target - width, width + 1, 63)
+            up, down = np.uint64(step), np.uint64(64 - step)
+            nxt = free.pop()
+            np.left_shift(cur, up, out=nxt)  # pixel x moved to x + step, carried across words ...
+            nxt |= cur
+            np.right_shift(cur[:-1], down, out=tmp[1:])
+            nxt[1:] |= tmp[1:]
+            np.right_shift(cur, up, out=tmp)  # ... and to x - step
+            nxt |= tmp
+            np.left_shift(cur[1:], down, out=tmp[:-1])
+            nxt[:-1] |= tmp[:-1]
+            if cur is not flat:
+                free.append(cur)
+            cur, width = nxt, width + step
+        for dy in rows:
+            o = dy * nw
+            if dy == 0:
+                out |= cur
+            elif not started:
+                out[o:] = cur[:-o]
+                out[:o] = 0
+                out[:-o] |= cur[o:]
+                started = True
+            else:
+                out[o:] |= cur[:-o]
+                out[:-o] |= cur[o:]
+    return out.reshape(shape)
+
+
+@lru_cache(maxsize=16)
+def _disk_rows(r: int) -> tuple[tuple[int, tuple[int, ...]], ...]:
+    """(w, the rows dy >= 0 whose run in the disk of radius r has half-width w), by increasing w."""
+    rows: dict[int, list[int]] = {}
+    for dy in range(r + 1):
+        rows.setdefault(isqrt(r * r - dy * dy), []).append(dy)
+    return tuple((w, tuple(dys)) for w, dys in sorted(rows.items()))
