@@ -32,6 +32,7 @@ from reviosa.annotate.config import MaskTrackConfig
 from reviosa.annotate.prompts_file import ObjectPrompt, check_prompts, prompt_frame, prompt_mask
 from reviosa.data.atomic import atomic_write_text
 from reviosa.data.format import InterRVOSDataset, Video
+from reviosa.data.names import inside
 from reviosa.data.rle import RLE, encode_mask
 from reviosa.model.config import ModelConfig, SAM2Config
 
@@ -166,8 +167,8 @@ class SAM2Tracker:
 
 
 def state_path(state_dir: str | os.PathLike, video: str) -> Path:
-    """Where one video's finished tracks are stored."""
-    return Path(state_dir) / f"{video}.json"
+    """Where one video's finished tracks are stored (the video name must stay inside ``state_dir``)."""
+    return inside(state_dir, f"{video}.json", what="video name")
 
 
 def _video_key(tracker_fp: str, video: Video, prompts: dict[int, ObjectPrompt]) -> str:

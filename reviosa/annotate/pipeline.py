@@ -40,14 +40,15 @@ from reviosa.data.format import (
     InterRVOSDataset,
     Video,
 )
+from reviosa.data.names import inside, relative_inside
 
 RECORDS_DIR = "annotations"
 REPORT_FILE = "annotate_report.json"
 
 
 def record_path(out: Path, video: str) -> Path:
-    """Where one video's stage outputs live."""
-    return out / RECORDS_DIR / f"{video}.json"
+    """Where one video's stage outputs live (the video name must stay inside ``out``)."""
+    return inside(out, RECORDS_DIR, f"{video}.json", what="video name")
 
 
 def run_annotation(src: str | os.PathLike, out: str | os.PathLike, cfg: AnnotateConfig, *,
@@ -161,9 +162,13 @@ def _finished_record(out: Path, name: str) -> dict[str, Any] | None:
 
 
 def _copy_frames(ds: InterRVOSDataset, video: Video, out: Path) -> None:
-    files = [video.video_file] if video.video_file else [f"{FRAMES_DIR}/{video.name}/{f}.jpg" for f in video.frames]
-    for rel in files:
-        src, dst = ds.root / rel, out / rel
+    # The files the readers open (any FRAME_SUFFIXES spelling), both ends resolved inside their split.
+    if video.video_file:
+        pairs = [(ds.video_path(video), relative_inside(out, video.video_file, "video_file"))]
+    else:
+        sources = [ds.frame_path(video, f) for f in video.frames]
+        pairs = [(src, inside(out, FRAMES_DIR, video.name, src.name, what="frame file")) for src in sources]
+    for src, dst in pairs:
         if dst.exists() and dst.stat().st_size == src.stat().st_size:
             continue
         dst.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ import numpy as np
 from reviosa.annotate.overlay import fit, jpeg_bytes, label_objects, sample_indices
 from reviosa.data.atomic import atomic_write_bytes, atomic_write_text
 from reviosa.data.format import DatasetError, Direction, InterRVOSDataset
+from reviosa.data.names import inside
 
 COLUMNS = ("exp_id", "type", "direction", "kind", "actor", "target", "text", "status")
 CSV_NAME = "expressions.csv"
@@ -39,13 +40,15 @@ def export_review(split: str | os.PathLike, out: str | os.PathLike, *, frames: i
                              " ".join(map(str, e.obj_ids)), " ".join(map(str, e.target_obj_ids)), e.text,
                              e.extra.get("review", "")])
             rows += 1
-        atomic_write_text(out / video.name / CSV_NAME, buf.getvalue())
+        # Names from the data: every file stays inside out, links included.
+        atomic_write_text(inside(out, video.name, CSV_NAME, what="video name"), buf.getvalue())
         masks = {o: ds.object_masks(video, o) for o in video.objects}
         present = [any(m[t].any() for m in masks.values()) for t in range(video.num_frames)]
         idx = sample_indices(np.array(present), frames)
         for img, t in zip(ds.read_frames(video, idx), idx):
             labelled = label_objects(img, {o: m[t] for o, m in masks.items()})
-            atomic_write_bytes(out / video.name / f"overlay_{video.frames[t]}.jpg", jpeg_bytes(fit(labelled, max_side)))
+            path = inside(out, video.name, f"overlay_{video.frames[t]}.jpg", what="frame name")
+            atomic_write_bytes(path, jpeg_bytes(fit(labelled, max_side)))
     atomic_write_text(out / "review_manifest.json", json.dumps({"videos": list(ds.videos)}, indent=1))
     return rows
 
@@ -55,7 +58,7 @@ def import_review(split: str | os.PathLike, review: str | os.PathLike) -> int:
     ds, review = InterRVOSDataset.load(split), Path(review)
     changed = 0
     for video in ds.videos.values():
-        path = review / video.name / CSV_NAME
+        path = inside(review, video.name, CSV_NAME, what="video name")
         if not path.exists():
             raise DatasetError(path, "review file is missing", video=video.name)
         with open(path, encoding="utf-8", newline="") as fh:

@@ -132,23 +132,30 @@ def run_baseline(name: str, data: str | os.PathLike, out: str | os.PathLike, *, 
     if fmt not in FORMATS:
         raise ValueError(f"unknown prediction format {fmt!r}; choose one of {FORMATS}")
     ds = InterRVOSDataset.load(data)
-    jobs = [(name, str(Path(data).resolve()), vid, str(out), fmt) for vid in ds.videos]
+    root = str(Path(data).resolve())
+    # The split just validated, not one cached by an earlier run on the same folder (it may have changed since);
+    # forked workers inherit it, spawned ones load it themselves.
+    _CACHE[root] = ds
+    jobs = [(name, root, vid, str(out), fmt) for vid in ds.videos]
     workers = workers or os.cpu_count() or 1
     bar = tqdm(total=len(jobs), desc=f"baseline {name}", unit="video", disable=None)
     done, entries = 0, []
-    if workers == 1 or len(jobs) < 2:
-        results = map(_predict_video, jobs)
-        for n, part in results:
-            done += n
-            entries += part
-            bar.update()
-    else:
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-            for n, part in pool.map(_predict_video, jobs, chunksize=4):
+    try:
+        if workers == 1 or len(jobs) < 2:
+            results = map(_predict_video, jobs)
+            for n, part in results:
                 done += n
                 entries += part
                 bar.update()
-    bar.close()
+        else:
+            with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+                for n, part in pool.map(_predict_video, jobs, chunksize=4):
+                    done += n
+                    entries += part
+                    bar.update()
+    finally:
+        bar.close()
+        _CACHE.pop(root, None)
     if fmt == "official":
         for i, e in enumerate(entries):  # official inference numbers expressions in dataset order
             e["index"] = i

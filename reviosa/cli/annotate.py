@@ -131,8 +131,16 @@ def review_export(split: Path = typer.Argument(..., help="Annotated split"),
                   frames: int = typer.Option(3, help="Overlay frames per video")) -> None:
     """Export expressions to one CSV per video plus labelled overlay images for human review."""
     from reviosa.annotate.review import export_review
+    from reviosa.data.format import DatasetError
+    from reviosa.data.names import UnsafeName
+    from reviosa.data.video import VideoDecodeError
 
-    typer.echo(f"exported {export_review(split, out, frames=frames)} expressions to {out}")
+    try:
+        n = export_review(split, out, frames=frames)
+    except (DatasetError, UnsafeName, VideoDecodeError) as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"exported {n} expressions to {out}")
 
 
 @annotate_app.command("review-import")
@@ -141,10 +149,11 @@ def review_import(split: Path = typer.Argument(..., help="Annotated split, updat
     """Apply reviewed CSVs (text, actor/target ids, status) back to the split."""
     from reviosa.annotate.review import import_review
     from reviosa.data.format import DatasetError
+    from reviosa.data.names import UnsafeName
 
     try:
         changed = import_review(split, review)
-    except DatasetError as err:
+    except (DatasetError, UnsafeName) as err:
         typer.secho(f"invalid review: {err}", fg="red", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"updated {changed} expressions")

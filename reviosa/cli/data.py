@@ -20,11 +20,11 @@ def register(app: typer.Typer) -> None:
 @data_app.command("validate")
 def validate(split: Path = typer.Argument(..., help="Split folder with meta_expressions.json"),
              no_frames: bool = typer.Option(False, "--no-frames", help="Skip checking that frame files exist")) -> None:
-    """Load a split and check every reference, mask size and frame file."""
+    """Load a split and check every reference, frame file and mask (every RLE is decoded)."""
     from reviosa.data.format import DatasetError, InterRVOSDataset
 
     try:
-        ds = InterRVOSDataset.load(split, check_frames=not no_frames)
+        ds = InterRVOSDataset.load(split, check_frames=not no_frames, decode_masks=True)
     except DatasetError as err:
         typer.secho(f"invalid: {err}", fg="red", err=True)
         raise typer.Exit(1) from None
@@ -40,9 +40,14 @@ def validate(split: Path = typer.Argument(..., help="Split folder with meta_expr
 @data_app.command("stats")
 def stats(split: Path = typer.Argument(..., help="Split folder")) -> None:
     """Print counts of videos, frames, objects and expressions per type."""
-    from reviosa.data.format import InterRVOSDataset
+    from reviosa.data.format import DatasetError, InterRVOSDataset
 
-    for k, v in InterRVOSDataset.load(split, check_frames=False).stats().items():
+    try:
+        ds = InterRVOSDataset.load(split, check_frames=False)
+    except DatasetError as err:
+        typer.secho(f"invalid: {err}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    for k, v in ds.stats().items():
         typer.echo(f"{k:28s} {v}")
 
 
@@ -85,9 +90,16 @@ def extract_clips(video: list[Path] = typer.Argument(..., help="Source video fil
     """Cut clips from long videos as the paper's Appendix D.3 (resumable)."""
     from reviosa.data.clips import ClipConfig
     from reviosa.data.clips import extract_clips as run
+    from reviosa.data.names import UnsafeName
+    from reviosa.data.video import VideoDecodeError
 
     cfg = load_config(ClipConfig, config, set_, {"bin_frames": bin_frames, "clip_frames": clip_frames, "bins": bins,
                                                  "min_clip_frames": min_clip_frames})
     for v in video:
-        for name, frames in run(v, out, cfg).items():
+        try:
+            clips = run(v, out, cfg)
+        except (VideoDecodeError, UnsafeName) as err:
+            typer.secho(f"error: {err}", fg="red", err=True)
+            raise typer.Exit(1) from None
+        for name, frames in clips.items():
             typer.echo(f"{name}: {len(frames)} frames")

@@ -29,6 +29,7 @@ def evaluate(
 ) -> None:
     """J, F, J&F for InterRVOS-Actor, InterRVOS-Target and RVOS; writes CSV, JSON and a J&F histogram."""
     from reviosa.data.format import DatasetError, InterRVOSDataset
+    from reviosa.data.video import VideoDecodeError
     from reviosa.evaluate.config import EvalConfig
     from reviosa.evaluate.predictions import PredictionError
     from reviosa.evaluate.protocol import evaluate_split
@@ -45,14 +46,18 @@ def evaluate(
         raise typer.Exit(2)
     try:
         result = evaluate_split(ds, predictions, cfg)
-    except (PredictionError, DatasetError) as err:
+    except (PredictionError, DatasetError, VideoDecodeError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from None
     resolved = predictions.resolve()
     # A results.json is named after its folder: "results" says nothing about the method.
     label = resolved.name if resolved.is_dir() else resolved.parent.name
     out = out or resolved.parent / f"{resolved.name if resolved.is_dir() else resolved.stem}-eval"
-    paths = write_outputs(result, out)
+    try:
+        paths = write_outputs(result, out)
+    except OSError as err:
+        typer.echo(f"error: cannot write the results to {out}: {err}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(format_table(result, name or label))
     typer.echo(f"predictions read: {result.predictions}")
     shown = 20

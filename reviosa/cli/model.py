@@ -49,6 +49,7 @@ def predict(model: str = typer.Option(..., "--model", help="Checkpoint folder or
                                            "e.g. --set inference.key_frames=8 (repeatable)"),
             device: str = typer.Option("cpu", "--device")) -> None:
     """Segment the actor (and target) of an expression: masks in the prediction layout plus an overlay."""
+    from reviosa.data.names import UnsafeName, check_component, inside
     from reviosa.evaluate.official import results_entry, results_path, write_results
     from reviosa.evaluate.predictions import write_track
     from reviosa.model.errors import CheckpointError
@@ -60,22 +61,28 @@ def predict(model: str = typer.Option(..., "--model", help="Checkpoint folder or
         raise typer.BadParameter("must be gif, mp4 or none", param_hint="--overlay")
     if fmt not in ("png", "official"):
         raise typer.BadParameter("must be png or official", param_hint="--format")
+    name = video.stem if video.is_file() else video.name
+    try:
+        # Both become folders under --out, before the model is loaded: a bad one must not cost a model load.
+        check_component(name, "video name")
+        check_component(exp_id, "expression id")
+    except UnsafeName as err:
+        raise typer.BadParameter(str(err), param_hint="--video / --exp-id") from None
     names, frames = _read_video(video)
     try:
         net = ReviosaModel.from_pretrained(model, device=device, overrides=set_)
     except CheckpointError as err:
         raise typer.BadParameter(str(err), param_hint="--model / --set") from None
     pred = predict_video(net, frames, expression, answer=answer)
-    name = video.stem if video.is_file() else video.name
     if fmt == "official":
         written = write_results(out, [results_entry(0, name, exp_id, expression, names, pred.actor, pred.target,
                                                     pred.text)], merge=True)
-        folder = written.parent / name / exp_id
+        folder = inside(written.parent, name, exp_id, what="overlay folder")
     else:
         write_track(out, name, exp_id, "actor", names, pred.actor)
         if pred.target is not None:
             write_track(out, name, exp_id, "target", names, pred.target)
-        folder = out / name / exp_id
+        folder = inside(out, name, exp_id, what="overlay folder")
     typer.echo(f"answer: {pred.text!r}")
     typer.echo(f"actor: {int(pred.actor.any(axis=(1, 2)).sum())}/{len(names)} frames with a mask; target: "
                + ("none" if pred.target is None else f"{int(pred.target.any(axis=(1, 2)).sum())}/{len(names)}"))

@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 from tqdm import tqdm
 
 from reviosa.config import Config
+from reviosa.data.names import inside
 from reviosa.data.video import decode_video, write_jpeg
 
 
@@ -77,14 +78,15 @@ def extract_clips(video_path: str | os.PathLike, out_dir: str | os.PathLike, cfg
     total = num_frames if num_frames is not None else count_frames(video_path)
     clips = plan_clips(total, cfg)
     result: dict[str, list[str]] = {}
-    todo: dict[int, tuple[str, Clip]] = {}
+    todo: dict[int, tuple[Path, Clip]] = {}
     for clip in clips:
         clip_name = f"{name}_b{clip.bin_index:03d}"
+        # The name comes from a file name or the caller: its clip folder must be one entry of out_dir.
+        folder = inside(out_dir, clip_name, what="clip name")
         frames = [f"{i:05d}" for i in range(clip.num_frames)]
         result[clip_name] = frames
-        folder = out_dir / clip_name
         if not all((folder / f"{f}.jpg").exists() for f in frames):
-            todo[clip.bin_index] = (clip_name, clip)
+            todo[clip.bin_index] = (folder, clip)
     if not todo:
         return result
     stop = max(c.stop for _, c in todo.values())
@@ -93,9 +95,9 @@ def extract_clips(video_path: str | os.PathLike, out_dir: str | os.PathLike, cfg
     for index, frame in enumerate(decode_video(video_path, stop=stop)):
         b = index // cfg.bin_frames
         if b in todo:
-            clip_name, clip = todo[b]
+            folder, clip = todo[b]
             if clip.start <= index < clip.stop:
-                write_jpeg(out_dir / clip_name / f"{index - clip.start:05d}.jpg", frame)
+                write_jpeg(folder / f"{index - clip.start:05d}.jpg", frame)
                 bar.update()
     bar.close()
     return result

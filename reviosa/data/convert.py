@@ -17,7 +17,6 @@ from reviosa.data.names import UnsafeName, check_component, inside, relative_ins
 from reviosa.data.official import ClassifyError
 
 FRAME_MODES = ("link", "copy", "skip")
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def check_names(ds: InterRVOSDataset) -> None:
@@ -65,15 +64,12 @@ def _transfer(src: Path, dst: Path, mode: str) -> None:
 def _copy_frames(ds: InterRVOSDataset, out: Path, mode: str) -> None:
     for video in ds.videos.values():
         if video.video_file is not None:
-            _transfer(relative_inside(ds.root, video.video_file, "video file"),
-                      relative_inside(out, video.video_file, "video file"), mode)
+            _transfer(ds.video_path(video), relative_inside(out, video.video_file, "video file"), mode)
             continue
-        folder = inside(ds.root, FRAMES_DIR, video.name, what="video name")
-        by_stem = {p.stem: p.name for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES}
         for frame in video.frames:
-            name = by_stem[frame]  # present: the source was loaded with its frames checked
-            _transfer(inside(ds.root, FRAMES_DIR, video.name, name, what="frame file"),
-                      inside(out, FRAMES_DIR, video.name, name, what="frame file"), mode)
+            # The file the readers open (present: the source was loaded with its frames checked).
+            src = ds.frame_path(video, frame)
+            _transfer(src, inside(out, FRAMES_DIR, video.name, src.name, what="frame file"), mode)
 
 
 def _check_same(a: InterRVOSDataset, b: InterRVOSDataset) -> None:

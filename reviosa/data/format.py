@@ -25,7 +25,7 @@ from __future__ import annotations
 import enum
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,8 @@ import numpy as np
 
 from reviosa.data import official as off
 from reviosa.data.atomic import atomic_write_text
-from reviosa.data.rle import RLE, decode_rle
+from reviosa.data.names import UnsafeName, check_component, inside, relative_inside
+from reviosa.data.rle import MAX_SIDE, RLE, check_rle, decode_rle
 from reviosa.data.video import VideoDecodeError, decode_video, read_image
 
 META_FILE = "meta_expressions.json"
@@ -45,6 +46,8 @@ SCENE_GRAPH_FILE = "scene_graph.json"
 NEW_META_FILE = "new_meta_expressions.json"
 NEW_MASK_FILE = "new_mask_dict.json"
 LAYOUTS = ("reviosa", "official")
+#: frame files a frame-folder video may hold, in the order readers look for them (validation accepts the same)
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG")
 
 
 class DatasetError(ValueError):
@@ -192,16 +195,21 @@ class InterRVOSDataset:
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(cls, root: str | os.PathLike, *, check_frames: bool = True, meta_file: str = META_FILE,
-             mask_file: str = MASK_FILE) -> "InterRVOSDataset":
+             mask_file: str = MASK_FILE, decode_masks: bool = False) -> "InterRVOSDataset":
         """Load and validate a split directory (either layout); raise :class:`DatasetError` on the first problem.
 
         Beside ``meta_expressions.json``, a ``new_meta_expressions.json`` (official val) is loaded and checked too,
-        as :attr:`role_split`.
+        as :attr:`role_split`. Every RLE is checked (size, and run lengths read as pycocotools reads them, covering
+        the mask exactly); ``decode_masks`` also decodes each one (what ``reviosa data validate`` does).
         """
         root = Path(root)
         meta_path, mask_path = root / meta_file, root / mask_file
         meta = _read_json(meta_path)
-        masks_raw = _read_json(mask_path) if mask_path.exists() else {}
+        if not mask_path.exists():
+            # Every command that scores or predicts reads the tracks; an empty {} says there are none yet.
+            raise DatasetError(mask_path, f"file does not exist; it holds the mask tracks of the objects that "
+                               f"{meta_file} names (write {{}} for a split that has none yet)")
+        masks_raw = _read_json(mask_path)
         if not isinstance(meta, dict) or not isinstance(meta.get("videos"), dict):
             raise DatasetError(meta_path, "top level must be an object with a 'videos' object", field="videos")
         if not isinstance(masks_raw, dict):
@@ -220,12 +228,13 @@ class InterRVOSDataset:
         videos = {name: _parse_video(meta_path, name, v) for name, v in meta["videos"].items()}
         ds = cls(root=root, videos=videos, mask_dict=mask_dict, layout=_layout(meta_path, meta["videos"]),
                  meta_file=meta_file, mask_file=mask_file)
-        ds.validate(check_frames=check_frames)
+        ds.validate(check_frames=check_frames, decode_masks=decode_masks)
         if meta_file == META_FILE and (root / NEW_META_FILE).exists():
             if not (root / NEW_MASK_FILE).exists():
                 raise DatasetError(root / NEW_MASK_FILE, f"file does not exist, but {NEW_META_FILE} does (the Actor "
                                    "and Target scores read both)")
-            ds.role_split = cls.load(root, check_frames=False, meta_file=NEW_META_FILE, mask_file=NEW_MASK_FILE)
+            ds.role_split = cls.load(root, check_frames=False, meta_file=NEW_META_FILE, mask_file=NEW_MASK_FILE,
+                                     decode_masks=decode_masks)
             ds._check_role_split()
         return ds
 
@@ -249,8 +258,8 @@ class InterRVOSDataset:
                 raise DatasetError(path, f"masks are {video.height}x{video.width} but those of {self.meta_file} "
                                    f"are {main.height}x{main.width}", video=vid, field="frames")
 
-    def validate(self, *, check_frames: bool = True) -> None:
-        """Check cross-references, mask sizes and frame files; raise :class:`DatasetError` if wrong."""
+    def validate(self, *, check_frames: bool = True, decode_masks: bool = False) -> None:
+        """Check cross-references, every RLE (``decode_masks``: decoded too) and frame files; DatasetError if wrong."""
         meta_path, mask_path = self.root / self.meta_file, self.root / self.mask_file
         owner: dict[int, str] = {}
         for vid, video in self.videos.items():
@@ -280,7 +289,7 @@ class InterRVOSDataset:
                         if anno_of_obj and anno_of_obj[o] != a:
                             raise DatasetError(meta_path, f"obj_id {o} has anno_id {anno_of_obj[o]}, not {a}",
                                                video=vid, field=f_anno)
-                        if self.mask_dict and a not in self.mask_dict:
+                        if a not in self.mask_dict:  # also when the file is {}: scoring would find no GT
                             raise DatasetError(meta_path, f"unknown anno_id {a}: no mask track in {self.mask_file}",
                                                video=vid, field=f_anno)
                         video_annos.add(a)
@@ -292,17 +301,17 @@ class InterRVOSDataset:
                 if exp.official:
                     # Ids only the official form names (e.g. a bidirectional pair's object) need tracks too.
                     for a in off.all_anno_ids(off.core(exp.text, exp.fields, exp.official)):
-                        if self.mask_dict and a not in self.mask_dict:
+                        if a not in self.mask_dict:
                             raise DatasetError(meta_path, f"unknown anno_id {a}: no mask track in {self.mask_file}",
                                                video=vid, field=f"expressions.{exp.exp_id}.subject/object.anno_id")
                         video_annos.add(a)
             for a in sorted(video_annos | {o.anno_id for o in video.objects.values()}):
                 if a in self.mask_dict:
-                    self._check_track(mask_path, video, a)
+                    self._check_track(mask_path, video, a, decode_masks)
             if check_frames:
                 self._check_frames(video)
 
-    def _check_track(self, mask_path: Path, video: Video, anno: int) -> None:
+    def _check_track(self, mask_path: Path, video: Video, anno: int, decode: bool) -> None:
         track = self.mask_dict[anno]
         if len(track) != video.num_frames:
             raise DatasetError(mask_path, f"mask track has {len(track)} entries but the video has "
@@ -310,39 +319,58 @@ class InterRVOSDataset:
         for t, rle in enumerate(track):
             if rle is None:
                 continue
-            if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
-                raise DatasetError(mask_path, f"frame {t}: expected RLE {{size, counts}} or null",
-                                   video=video.name, field=str(anno))
-            size = list(rle["size"])
+            try:
+                size = list(check_rle(rle))
+            except ValueError as err:
+                raise DatasetError(mask_path, f"frame {t} ({video.frames[t]}): RLE does not decode ({err})",
+                                   video=video.name, field=str(anno)) from None
             if video.height is None:
-                video.height, video.width = int(size[0]), int(size[1])
+                video.height, video.width = size
                 video.size_inferred = True
             elif size != [video.height, video.width]:
                 raise DatasetError(mask_path, f"frame {t} ({video.frames[t]}): RLE size {size} does not match "
                                    f"the video size [{video.height}, {video.width}]", video=video.name,
                                    field=str(anno))
+            if not decode:
+                continue
+            # check_rle reads the runs as pycocotools does, so this cannot fail; it proves it on every frame at
+            # ~2 ns a pixel, which is why only `data validate` pays for it.
             try:
-                decode_rle(rle) if t == 0 or t == len(track) - 1 else None
+                decode_rle(rle)
             except Exception as err:  # pycocotools raises bare ValueError/TypeError on corrupt counts
-                raise DatasetError(mask_path, f"frame {t}: RLE does not decode ({err})", video=video.name,
-                                   field=str(anno)) from None
+                raise DatasetError(mask_path, f"frame {t} ({video.frames[t]}): RLE does not decode ({err})",
+                                   video=video.name, field=str(anno)) from None
 
     def _check_frames(self, video: Video) -> None:
+        meta_path = self.root / self.meta_file
         if video.video_file is not None:
-            path = self.root / video.video_file
-            if not path.exists():
-                raise DatasetError(self.root / self.meta_file, f"video file {path} does not exist", video=video.name,
+            try:
+                path = self.video_path(video)
+            except UnsafeName as err:
+                raise DatasetError(meta_path, str(err), video=video.name, field="video_file") from None
+            if not path.is_file():
+                raise DatasetError(meta_path, f"video file {path} does not exist or is not a file", video=video.name,
                                    field="video_file")
             return
-        folder = self.root / FRAMES_DIR / video.name
+        try:
+            folder = inside(self.root / FRAMES_DIR, video.name, what="video name")
+        except UnsafeName as err:
+            raise DatasetError(meta_path, str(err), video=video.name, field="frames") from None
         if not folder.is_dir():
             raise DatasetError(folder, "frame folder is missing", video=video.name, field="frames")
-        present = {p.stem for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")}
-        missing = [f for f in video.frames if f not in present]
+        # One listing, then the very lookup frame_path does: what validates is what the readers open.
+        with os.scandir(folder) as entries:
+            present = {e.name for e in entries if e.is_file()}
+        missing = [f for f in video.frames if _frame_file(f, present.__contains__) is None]
         if missing:
             shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-            raise DatasetError(folder, f"{len(missing)} listed frame(s) missing: {shown}", video=video.name,
-                               field="frames")
+            raise DatasetError(folder, f"{len(missing)} listed frame(s) missing: {shown} (looked for "
+                               f"{'/'.join(FRAME_SUFFIXES)} files)", video=video.name, field="frames")
+        for f in video.frames:
+            try:
+                inside(folder, _frame_file(f, present.__contains__), what="frame file")
+            except UnsafeName as err:
+                raise DatasetError(folder, str(err), video=video.name, field="frames") from None
 
     # ------------------------------------------------------------------ access
     def iter_expressions(self) -> Iterator[tuple[Video, Expression]]:
@@ -374,19 +402,30 @@ class InterRVOSDataset:
                     video.height, video.width = map(int, first["size"])
                     break
             else:
+                if not video.frames:
+                    raise DatasetError(self.root / self.meta_file, "video has no frames, no height/width and no "
+                                       "masks: its size is unknown", video=video.name, field="frames")
                 h, w = self.read_frame(video, 0).shape[:2]
                 video.height, video.width = h, w
             video.size_inferred = True
         return int(video.height), int(video.width)
 
     def frame_path(self, video: Video, frame: str) -> Path:
-        """Path of one JPEG frame of a frame-folder video."""
-        return self.root / FRAMES_DIR / video.name / f"{frame}.jpg"
+        """Frame file of a frame-folder video: the first FRAME_SUFFIXES match, else ``.jpg`` (one to be written)."""
+        # Resolved inside JPEGImages (which may itself be a link): a name or link from the data cannot lead out.
+        folder = inside(self.root / FRAMES_DIR, video.name, what="video name")
+        check_component(frame, "frame name")
+        name = _frame_file(frame, lambda n: (folder / n).is_file()) or frame + ".jpg"
+        return inside(folder, name, what="frame file")
+
+    def video_path(self, video: Video) -> Path:
+        """The video file of a video-file video, resolved inside the split (``video_file`` is relative to it)."""
+        return relative_inside(self.root, video.video_file, "video_file")
 
     def read_frame(self, video: Video, index: int) -> np.ndarray:
         """One RGB frame of a video, by position in its frame list."""
         if video.video_file is not None:
-            path = self.root / video.video_file
+            path = self.video_path(video)
             frame = next(decode_video(path, start=index, stop=index + 1), None)
             if frame is None:
                 raise VideoDecodeError(f"{path}: has no frame {index}")
@@ -397,7 +436,7 @@ class InterRVOSDataset:
         """RGB frames (T, H, W, 3) of a video; all frames unless ``indices`` is given."""
         indices = list(range(video.num_frames)) if indices is None else list(indices)
         if video.video_file is not None:
-            path = self.root / video.video_file
+            path = self.video_path(video)
             wanted = set(indices)
             got = {i: f for i, f in enumerate(decode_video(path, stop=max(indices) + 1)) if i in wanted}
             missing = [i for i in indices if i not in got]
@@ -441,6 +480,11 @@ class InterRVOSDataset:
 
 
 # ---------------------------------------------------------------------- parsing helpers
+def _frame_file(frame: str, exists: Callable[[str], bool]) -> str | None:
+    """The file name of ``frame`` among FRAME_SUFFIXES for which ``exists(name)`` holds first, else None."""
+    return next((frame + sfx for sfx in FRAME_SUFFIXES if exists(frame + sfx)), None)
+
+
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in pairs:
@@ -457,6 +501,8 @@ class _DuplicateKey(Exception):
 def _read_json(path: Path) -> Any:
     if not path.exists():
         raise DatasetError(path, "file does not exist")
+    if not path.is_file():
+        raise DatasetError(path, "is not a regular file (a folder?)")
     try:
         with open(path, encoding="utf-8") as fh:
             return json.load(fh, object_pairs_hook=_reject_duplicate_keys)
@@ -465,6 +511,13 @@ def _read_json(path: Path) -> Any:
                            field=dup.args[0]) from None
     except json.JSONDecodeError as err:
         raise DatasetError(path, f"not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+    except UnicodeDecodeError as err:
+        raise DatasetError(path, f"not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); JSON "
+                           "files must be UTF-8") from None
+    except RecursionError:
+        raise DatasetError(path, "JSON nested too deeply to read") from None
+    except OSError as err:
+        raise DatasetError(path, f"cannot be read ({err.strerror or err})") from None
 
 
 def _layout(path: Path, raw_videos: dict[str, Any]) -> str:
@@ -503,12 +556,23 @@ _EXP_KEYS = {"exp", "obj_id", "anno_id", "type", "direction", "target_obj_id", "
 _VIDEO_KEYS = {"frames", "expressions", "objects", "height", "width", "video_file"}
 
 
+def _safe_name(path: Path, vid: str, field_name: str, name: str, what: str) -> None:
+    # Names become folders and files of every writer (predictions, annotations, overlays): refused here, once.
+    try:
+        check_component(name, what)
+    except UnsafeName as err:
+        raise DatasetError(path, str(err), video=vid, field=field_name) from None
+
+
 def _parse_video(path: Path, vid: str, raw: Any) -> Video:
+    _safe_name(path, vid, "videos", vid, "video name")
     if not isinstance(raw, dict):
         raise DatasetError(path, "video entry must be an object", video=vid)
     frames = raw.get("frames")
     if not isinstance(frames, list) or not all(isinstance(f, str) for f in frames):
         raise DatasetError(path, "'frames' must be a list of frame names", video=vid, field="frames")
+    for f in frames:
+        _safe_name(path, vid, "frames", f, "frame name")
     if len(set(frames)) != len(frames):
         dup = next(f for i, f in enumerate(frames) if f in frames[:i])
         raise DatasetError(path, f"duplicate frame name {dup!r}", video=vid, field="frames")
@@ -516,6 +580,8 @@ def _parse_video(path: Path, vid: str, raw: Any) -> Video:
     if frames != sorted(frames):
         raise DatasetError(path, "frame names must be listed in sorted order", video=vid, field="frames")
     objects: dict[int, ObjectInfo] = {}
+    if not isinstance(raw.get("objects") or {}, dict):
+        raise DatasetError(path, "'objects' must be an object {obj_id: {anno_id, ...}}", video=vid, field="objects")
     for key, o in (raw.get("objects") or {}).items():
         try:
             oid = int(key)
@@ -523,21 +589,41 @@ def _parse_video(path: Path, vid: str, raw: Any) -> Video:
             raise DatasetError(path, f"object id {key!r} is not an integer", video=vid, field="objects") from None
         if oid in objects:
             raise DatasetError(path, f"duplicate object id {oid}", video=vid, field="objects")
-        if not isinstance(o, dict) or not isinstance(o.get("anno_id"), int):
+        if not isinstance(o, dict) or not isinstance(o.get("anno_id"), int) or isinstance(o["anno_id"], bool):
             raise DatasetError(path, "object needs an integer 'anno_id'", video=vid, field=f"objects.{key}")
         attrs = {k: v for k, v in o.items() if k not in ("anno_id", "category")}
         objects[oid] = ObjectInfo(oid, o["anno_id"], o.get("category"), attrs)
     exps_raw = raw.get("expressions")
     if not isinstance(exps_raw, dict):
         raise DatasetError(path, "'expressions' must be an object", video=vid, field="expressions")
+    for k in exps_raw:
+        _safe_name(path, vid, f"expressions.{k}", k, "expression id")
     expressions = {str(k): _parse_expression(path, vid, str(k), e) for k, e in exps_raw.items()}
     h, w = raw.get("height"), raw.get("width")
-    if (h is None) != (w is None) or (h is not None and not (isinstance(h, int) and isinstance(w, int)
-                                                             and h > 0 and w > 0)):
-        raise DatasetError(path, f"height/width must both be positive integers, got {h!r}/{w!r}", video=vid,
-                           field="height")
+    if (h is None) != (w is None) or (h is not None and not all(
+            isinstance(x, int) and not isinstance(x, bool) and 0 < x <= MAX_SIDE for x in (h, w))):
+        raise DatasetError(path, f"height/width must both be integers from 1 to {MAX_SIDE}, got {h!r}/{w!r}",
+                           video=vid, field="height")
+    video_file = raw.get("video_file")
+    if video_file is not None:
+        # Relative to the split, every part a plain name: an absolute path or '..' would read any file.
+        try:
+            relative_inside(path.parent, video_file, "video_file")
+        except UnsafeName as err:
+            raise DatasetError(path, f"{err} (it is relative to the split folder)", video=vid,
+                               field="video_file") from None
     extra = {k: v for k, v in raw.items() if k not in _VIDEO_KEYS}
-    return Video(vid, frames, expressions, objects, h, w, raw.get("video_file"), extra)
+    return Video(vid, frames, expressions, objects, h, w, video_file, extra)
+
+
+def _expression_text(path: Path, vid: str, f: str, text: Any) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise DatasetError(path, "'exp' must be a non-empty string", video=vid, field=f + ".exp")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate escape: every report and CSV that quotes the text would fail
+        raise DatasetError(path, f"'exp' {text!r} is not valid Unicode text", video=vid, field=f + ".exp") from None
+    return text
 
 
 def _parse_expression(path: Path, vid: str, exp_id: str, raw: Any) -> Expression:
@@ -550,9 +636,7 @@ def _parse_expression(path: Path, vid: str, exp_id: str, raw: Any) -> Expression
         if key in raw:
             raise DatasetError(path, f"{key!r} belongs to the official layout, but the expression has no "
                                "'subject/object' block: its roles cannot be classified", video=vid, field=f"{f}.{key}")
-    text = raw.get("exp")
-    if not isinstance(text, str) or not text.strip():
-        raise DatasetError(path, "'exp' must be a non-empty string", video=vid, field=f + ".exp")
+    text = _expression_text(path, vid, f, raw.get("exp"))
     obj_ids = _int_list(path, vid, f + ".obj_id", raw.get("obj_id"))
     if "anno_id" not in raw:
         raise DatasetError(path, "missing 'anno_id' (the mask_dict keys of the referred objects)", video=vid,
@@ -612,9 +696,7 @@ def _parse_official_expression(path: Path, vid: str, exp_id: str, raw: dict[str,
         raise DatasetError(path, f"has the official 'subject/object' block and the reviosa field(s) {mixed}: one "
                            f"layout per expression (official files keep reviosa refinements in a "
                            f"{off.REVIOSA_BLOCK!r} block)", video=vid, field=f"{f}.{mixed[0]}")
-    text = raw.get("exp")
-    if not isinstance(text, str) or not text.strip():
-        raise DatasetError(path, "'exp' must be a non-empty string", video=vid, field=f + ".exp")
+    text = _expression_text(path, vid, f, raw.get("exp"))
     try:
         c = off.classify(raw)
     except off.ClassifyError as err:

@@ -5,17 +5,27 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+#: room for the suffixes writers add (``.png``, ``overlay_``, ``_b000``) under the usual 255-byte limit
+MAX_NAME_BYTES = 200
+
 
 class UnsafeName(ValueError):
     """A name from data that would not stay one folder entry inside its root."""
 
 
 def check_component(name: object, what: str = "name") -> str:
-    """``name`` if it is one plain path component (no separator, not ``.``/``..``, no NUL), else :class:`UnsafeName`."""
+    """``name`` if a plain path component (no separator, ``.``, ``..``, NUL; UTF-8, <= 200 bytes), else UnsafeName."""
     if not isinstance(name, str) or not name:
         raise UnsafeName(f"{what} {name!r} must be a non-empty string")
     if name in (".", "..") or "/" in name or "\\" in name or "\0" in name or (os.altsep and os.altsep in name):
         raise UnsafeName(f"{what} {name!r} is not a plain file name (separators, '.', '..' and NUL are refused)")
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate from a JSON \ud800 escape: no file system can store it
+        raise UnsafeName(f"{what} {name!r} is not valid Unicode text") from None
+    if size > MAX_NAME_BYTES:
+        raise UnsafeName(f"{what} {name[:40]!r}... is {size} bytes long; names are at most {MAX_NAME_BYTES} bytes "
+                         "(file systems stop at 255, and suffixes are added)")
     return name
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from reviosa.data.atomic import atomic_write_text
-from reviosa.data.rle import decode_rle, encode_mask
+from reviosa.data.rle import check_rle, decode_rle, encode_mask
 from reviosa.evaluate.predictions import PngPredictions, PredictionError
 
 RESULTS_FILE = "results.json"
@@ -56,7 +56,7 @@ class OfficialPredictions:
     def _merge(self, file: Path) -> None:
         try:
             data = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
             raise PredictionError(file, f"not a readable JSON file ({err})") from None
         if not isinstance(data, dict):
             raise PredictionError(file, "top level must be an object {video: {exp_id: entry}}")
@@ -92,7 +92,7 @@ class OfficialPredictions:
             return None, list(frames)
         file, where = self._origin[(video, exp_id)], f"{video}/{exp_id}/{ROLE_KEYS[role]}"
         listed = entry.get("frames")
-        if listed is not None and list(listed) != list(frames):
+        if listed is not None and (not isinstance(listed, list) or listed != list(frames)):
             raise PredictionError(file, f"{video}/{exp_id}: 'frames' differ from the split's {len(frames)} frames; "
                                   "these predictions are for another version of the video")
         if not isinstance(rles, list) or len(rles) != len(frames):
@@ -104,11 +104,14 @@ class OfficialPredictions:
             if rle is None:
                 missing.append(frames[t])
                 continue
-            if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
-                raise PredictionError(file, f"{where}[{t}]: expected an RLE {{size, counts}}")
-            if [int(x) for x in rle["size"]] != list(size):
-                raise PredictionError(file, f"{where}[{t}]: mask is {rle['size'][0]}x{rle['size'][1]} (HxW) but the "
-                                      f"video is {size[0]}x{size[1]}; predictions must be at the original resolution")
+            try:
+                # Before decoding: a short run list would decode to uninitialised memory, a huge size exhaust it.
+                h, w = check_rle(rle)
+            except ValueError as err:
+                raise PredictionError(file, f"{where}[{t}]: {err}") from None
+            if [h, w] != list(size):
+                raise PredictionError(file, f"{where}[{t}]: mask is {h}x{w} (HxW) but the video is "
+                                      f"{size[0]}x{size[1]}; predictions must be at the original resolution")
             try:
                 masks[t] = decode_rle(rle)
             except Exception as err:  # pycocotools raises bare ValueError/TypeError on corrupt counts

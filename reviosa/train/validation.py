@@ -13,6 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from reviosa.data.format import InterRVOSDataset
+from reviosa.data.names import inside
 from reviosa.evaluate.metrics import jf
 from reviosa.model.tokenizer import answer_text
 
@@ -78,7 +79,7 @@ def validate(model, dataset: InterRVOSDataset, max_videos: int, *, overlays: int
                 rows.append(score_expression(video.name, exp, dataset.union_masks(video, exp.anno_ids), gt_tar,
                                              pred.actor, pred.target))
                 if overlay_dir is not None and vi < overlays and exp is shown:
-                    path = Path(overlay_dir) / f"{video.name}_{exp.exp_id}.gif"
+                    path = inside(overlay_dir, f"{video.name}_{exp.exp_id}.gif", what="overlay name")
                     written.append(write_overlay(path, overlay_frames(frames, pred.actor, pred.target)))
                 bar.update(1)
     return summarize(rows), rows, written

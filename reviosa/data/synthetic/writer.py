@@ -29,6 +29,7 @@ from reviosa.data.format import (
     ObjectInfo,
     Video,
 )
+from reviosa.data.names import check_component, inside
 from reviosa.data.rle import encode_track
 from reviosa.data.scene_graph import SceneGraph, save_scene_graphs
 from reviosa.data.synthetic.config import SyntheticConfig
@@ -72,7 +73,8 @@ def build_video(cfg: SyntheticConfig, seed: int, split: str, index: int, root: P
             dict(c.extra))
     if root is not None:
         for t, f in enumerate(frames):
-            write_jpeg(root / FRAMES_DIR / name / f"{f}.jpg", rv.frames[t], quality=cfg.jpeg_quality)
+            write_jpeg(inside(root, FRAMES_DIR, name, f"{f}.jpg", what="video name"), rv.frames[t],
+                       quality=cfg.jpeg_quality)
     return {"name": name, "video": _video_to_part(video), "graph": rv.graph.model_dump(mode="json"),
             "masks": {str(anno[o.obj_id]): encode_track(rv.visible[o.obj_id]) for o in rv.graph.objects}}
 
@@ -101,12 +103,16 @@ def _job(args: tuple[SyntheticConfig, int, str, int, str, str]) -> dict[str, Any
     part = build_video(cfg, seed, split, index, Path(root))
     part["fingerprint"] = stamp
     # The part is written after the frames, so an existing part means the whole video is on disk.
-    atomic_write_text(Path(root) / PARTS_DIR / f"{part['name']}.json", json.dumps(part, separators=(",", ":")))
+    atomic_write_text(_part_path(Path(root), part["name"]), json.dumps(part, separators=(",", ":")))
     return part
 
 
+def _part_path(root: Path, name: str) -> Path:
+    return inside(root, PARTS_DIR, f"{name}.json", what="video name")
+
+
 def _load_part(root: Path, split: str, index: int, stamp: str) -> dict[str, Any] | None:
-    path = root / PARTS_DIR / f"{video_name(split, index)}.json"
+    path = _part_path(root, video_name(split, index))
     try:
         part = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -125,6 +131,7 @@ def generate_split(out: str | os.PathLike, cfg: SyntheticConfig, videos: int, se
         raise ValueError(f"videos must be >= 1, got {videos}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    check_component(video_name(split, 0), "split name")  # it prefixes every video folder
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     stamp = fingerprint(cfg, seed, split)
@@ -167,6 +174,8 @@ def generate_split(out: str | os.PathLike, cfg: SyntheticConfig, videos: int, se
 def generate_splits(out: str | os.PathLike, cfg: SyntheticConfig, sizes: dict[str, int], seed: int = 0, *,
                     workers: int = 1, progress: bool = True) -> dict[str, InterRVOSDataset]:
     """Generate several named splits (e.g. ``{"train": 200, "val": 50}``) as ``out/<name>/``."""
+    for name in sizes:
+        check_component(name, "split name")
     return {name: generate_split(Path(out) / name, cfg, n, seed, split=name, workers=workers, progress=progress)
             for name, n in sizes.items()}
 
