@@ -84,7 +84,10 @@ def main() -> None:
 
     port = free_ports(1)[0]
     argv = [sys.executable, "-c", "from reviosa.cli import main; main()", "serve", "--model", model_uri,
-            "--port", str(port), "--max-frames", str(max(args.frames, 64))]
+            "--port", str(port), "--max-frames", str(max(args.frames, 64)),
+            # Every client may wait its turn: the load measures latency, not the 503s of a full queue.
+            "--set", f"max_waiting={args.concurrency}",
+            "--set", f"max_pixels={max(args.frames * h * w, 32 * 1920 * 1080)}"]
     server = spawn("reviosa-serve", argv, log=tmp / "serve.log", url=f"http://127.0.0.1:{port}")
     try:
         t0 = time.perf_counter()

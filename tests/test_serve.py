@@ -6,6 +6,7 @@ requests (too many frames, too many bytes, too large, malformed base64, disallow
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.server
 import io
@@ -14,6 +15,7 @@ import os
 import socket
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -32,8 +34,9 @@ from reviosa.model.errors import CheckpointError
 from reviosa.model.inference import Prediction
 from reviosa.model.modeling import ReviosaModel
 from reviosa.serve.config import ServeConfig
-from reviosa.serve.inputs import VideoRequest, check_uri, decode_base64_frames
+from reviosa.serve.inputs import VideoRequest, decode_base64_frames
 from reviosa.serve.model import ReviosaPredictor, result_dict
+from reviosa.serve.urls import check_uri
 from reviosa.services.process import free_ports, spawn, wait_http
 
 EXPR = "the red circle chases the blue square"
@@ -233,7 +236,7 @@ def test_v2_bad_requests_are_400_with_a_reason(server, video_site, case, fragmen
         "mixed_sizes": lambda: _v2(frames=[ok[0], _png(_frames(1, 16, 16)[0])]),
         "too_large": lambda: _v2(frames=[_png(np.zeros((1100, 8, 3), np.uint8))]),
         "disallowed_http": lambda: _v2(uri=f"{site}/secret.mp4"),
-        "lookalike_host": lambda: _v2(uri=f"{site}0/ok/clip.mp4"),
+        "lookalike_host": lambda: _v2(uri=site.replace("127.0.0.1", "127.0.0.1.nip.io") + "/ok/clip.mp4"),
         "disallowed_s3": lambda: _v2(uri="s3://serve-test/private/clip.mp4"),
         "file_scheme": lambda: _v2(uri="file:///etc/passwd"),
         "long_video": lambda: _v2(uri=f"{site}/ok/long.mp4"),
@@ -323,3 +326,179 @@ def test_config_and_allow_list_rules(tmp_path):
         ServeConfig.from_yaml(tmp_path / "s.yaml")
     with pytest.raises(InvalidInput, match="bytes; the limit"):
         decode_base64_frames([_png(_frames(1)[0])], ServeConfig(max_bytes=10))
+    # An allow-list entry that could never match safely stops the server before it loads anything.
+    from reviosa.serve.server import serve
+
+    for prefix in ("http://h/ok/%2e%2e/", "http://user@h/ok/", "https://h/ok/#x"):
+        with pytest.raises(ConfigError, match="allowed_url_prefixes entry"):
+            serve(ServeConfig(allowed_url_prefixes=[prefix], model_uri=str(tmp_path)))
+
+
+# -- clean 4xx answers, one log line each ---------------------------------------------------------------------------
+
+def _png_header_only(width: int, height: int) -> str:
+    """A PNG that declares ``width`` x ``height`` (IHDR) and carries no pixel data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    return base64.b64encode(raw + chunk(b"IEND", b"")).decode()
+
+
+def test_client_mistakes_are_clear_400s_that_log_one_line(server):
+    url = server.url + "/v2/models/reviosa/infer"
+    ok = [_png(f) for f in _frames(2)]
+    surrogate = json.dumps(_v2(frames=ok)).replace(EXPR, "the dog \\ud800").encode()
+    assert b"\\ud800" in surrogate
+    log = Path(server.log)
+    offset = log.stat().st_size
+    cases = [
+        (_v2(frames=[_png_header_only(20000, 20000)]), "frame 0 declares more than"),     # a decompression bomb
+        (_v2(frames=[_png_header_only(12000, 12000)]), "the limit is 1920x1080"),
+        (surrogate, "not valid JSON"),                                                     # a lone surrogate
+        (_v2(uri="s3://serve-test/videos/"), "not an object"),
+        (_v2(uri="s3://serve-test/videos/" + "k" * 1100), "s3://serve-test/videos/kkk"),
+        (_v2(uri="s3://serve-test/videos/nothing.mp4"), "no such object"),
+    ]
+    messages = []
+    for body, fragment in cases:
+        status, out = _call(url, raw=body) if isinstance(body, bytes) else _call(url, body)
+        assert status == 400 and fragment in out["error"], (fragment, status, out)
+        messages.append(out["error"])
+    time.sleep(0.5)
+    written = log.read_text(errors="replace")[offset:]
+    assert "Traceback" not in written, written[-3000:]
+    for message in messages:
+        lines = [line for line in written.splitlines() if message[:60] in line]
+        assert len(lines) == 1, (message, lines)
+
+
+# -- Open Inference Protocol v2 with KServe's own client ----------------------------------------------------------
+
+def _client():
+    from kserve import InferenceRESTClient, RESTConfig
+
+    return InferenceRESTClient(RESTConfig(protocol="v2", retries=0, timeout=120))
+
+
+def _v2_request(frames: np.ndarray, binary: bool = False, outputs=None, parameters=None):
+    from kserve import InferInput, InferRequest
+
+    expression = InferInput("expression", [1], "BYTES")
+    pngs = InferInput("frames", [len(frames)], "BYTES")
+    if binary:
+        # Binary tensors carry the PNG files themselves, no base64.
+        raw = [base64.b64decode(_png(f)) for f in frames]
+        expression.set_data_from_numpy(np.array([EXPR.encode()], dtype=object), binary_data=True)
+        pngs.set_data_from_numpy(np.array(raw, dtype=object), binary_data=True)
+    else:
+        expression.data = [EXPR]
+        pngs.data = [_png(f) for f in frames]
+    return InferRequest(model_name="reviosa", infer_inputs=[expression, pngs], request_id="oip-1",
+                        request_outputs=outputs, parameters=parameters)
+
+
+def test_model_metadata_describes_every_input_and_output(server):
+    import httpx
+    from kserve.protocol.rest.v2_datamodels import ModelMetadataResponse
+
+    async def go():
+        async with _client() as client:
+            assert await client.is_server_ready(server.url) and await client.is_server_live(server.url)
+            assert await client.is_model_ready(server.url, "reviosa")
+        async with httpx.AsyncClient() as http:
+            return (await http.get(server.url + "/v2/models/reviosa")).json()
+
+    doc = asyncio.run(go())
+    meta = ModelMetadataResponse.model_validate(doc)
+    assert "versions" not in doc and meta.platform
+    assert [(t.name, t.datatype, t.shape) for t in meta.inputs] == [
+        ("expression", "BYTES", [1]), ("frames", "BYTES", [-1]), ("video_uri", "BYTES", [1])]
+    assert [(t.name, t.datatype, t.shape) for t in meta.outputs] == [
+        ("text", "BYTES", [1]), ("actor", "BYTES", [-1]), ("target", "BYTES", [-1]), ("has_target", "BOOL", [1]),
+        ("frame_size", "INT64", [2])]
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary-inputs"])
+def test_kserve_client_infers_all_outputs(server, binary):
+    frames = _frames(3, 32, 48)
+
+    async def go():
+        async with _client() as client:
+            return await client.infer(server.url, _v2_request(frames, binary), model_name="reviosa")
+
+    res = asyncio.run(go())
+    assert res.id == "oip-1" and res.model_name == "reviosa"
+    by = {o.name: o for o in res.outputs}
+    assert list(by) == ["text", "actor", "target", "has_target", "frame_size"]
+    assert by["frame_size"].data == [32, 48] and by["actor"].shape == [3]
+    _check_track([json.loads(s) for s in by["actor"].data], 3, 32, 48)
+
+
+def test_kserve_client_requested_outputs_and_binary_data(server):
+    from kserve.protocol.infer_type import RequestedOutput
+
+    frames = _frames(2, 32, 48)
+    wanted = [RequestedOutput("frame_size"), RequestedOutput("actor", {"binary_data": True}),
+              RequestedOutput("has_target", {"binary_data": True})]
+
+    async def go(request):
+        headers = {}
+        async with _client() as client:
+            res = await client.infer(server.url, request, model_name="reviosa", response_headers=headers)
+        return res, headers
+
+    res, headers = asyncio.run(go(_v2_request(frames, outputs=wanted)))
+    assert [o.name for o in res.outputs] == ["frame_size", "actor", "has_target"]
+    assert "inference-header-content-length" in headers           # actor and has_target came as binary tensors
+    assert res.outputs[0].data == [32, 48] and len(res.outputs[2].data) == 1
+    _check_track([json.loads(s) for s in res.outputs[1].data], 2, 32, 48)
+    # binary_data_output: every output binary, decoded back by the client
+    res, headers = asyncio.run(go(_v2_request(frames, parameters={"binary_data_output": True})))
+    assert "inference-header-content-length" in headers and len(res.outputs) == 5
+    assert {o.name: o for o in res.outputs}["frame_size"].data == [32, 48]
+    # only text, as JSON
+    res, headers = asyncio.run(go(_v2_request(frames, outputs=[RequestedOutput("text")])))
+    assert [o.name for o in res.outputs] == ["text"] and "inference-header-content-length" not in headers
+
+
+def test_kserve_client_sees_the_protocol_error_shape_and_no_null_fields(server):
+    import httpx
+    from kserve.protocol.infer_type import RequestedOutput
+
+    frames = _frames(2, 16, 16)
+
+    async def error(data, model="reviosa") -> httpx.Response:
+        async with _client() as client:
+            with pytest.raises(httpx.HTTPStatusError) as err:
+                await client.infer(server.url, data, model_name=model)
+        return err.value.response
+
+    async def raw_answer() -> dict:
+        # is_graph_endpoint: the stock client posts to the URL as given and returns the JSON it got, as is.
+        async with _client() as client:
+            return await client.infer(server.url + "/v2/models/reviosa/infer", _v2(frames=[_png(f) for f in frames]),
+                                      is_graph_endpoint=True)
+
+    for data, fragment in [
+        ({"inputs": [{"name": "expression"}]}, "`datatype` must be one of"),
+        ({"inputs": "expression"}, "`inputs` must be a non-empty list"),
+        ({"inputs": [{"name": "expression", "shape": [1], "datatype": "BYTES", "data": [EXPR]}], "outputs": 3},
+         "`outputs` must be a list"),
+        ({"id": 5, "inputs": []}, "`id` must be a string"),
+        (_v2_request(frames, outputs=[RequestedOutput("mask")]), "unknown output 'mask'"),
+    ]:
+        resp = asyncio.run(error(data))
+        assert resp.status_code == 400 and set(resp.json()) == {"error"}, resp.text
+        assert fragment in resp.json()["error"], resp.text
+    resp = asyncio.run(error(_v2_request(frames), model="other"))
+    assert resp.status_code == 404 and set(resp.json()) == {"error"}
+    doc = asyncio.run(raw_answer())
+    assert set(doc) == {"id", "model_name", "outputs"}          # model_version and parameters are absent, not null
+    assert all(v is not None for o in doc["outputs"] for v in o.values())
+    for path in ("/v2/models/reviosa/versions/1/infer", "/v2/nothing"):
+        status, out = _call(server.url + path, _v2(frames=[_png(f) for f in frames]))
+        assert status in (400, 404, 405) and set(out) == {"error"}, (path, status, out)
