@@ -81,6 +81,28 @@ def test_cluster_has_a_cpu_pool_and_a_tainted_autoscaled_gpu_pool(gke, variables
     assert variables["gpu_type"]["default"].startswith("nvidia-")
 
 
+def test_control_plane_is_private_or_limited_to_authorized_networks(gke, variables):
+    (cluster,) = resources(gke, "google_container_cluster").values()
+    (private,) = cluster["private_cluster_config"]
+    assert private["enable_private_nodes"] is True
+    assert private["enable_private_endpoint"] == "${var.private_endpoint}"
+    assert variables["private_endpoint"]["type"] in ("bool", "${bool}")
+    assert private["master_ipv4_cidr_block"].startswith("${var.") or private["master_ipv4_cidr_block"].endswith("/28")
+    # The public endpoint (if any) answers only the listed networks; none by default, never Google's public ranges.
+    (authorized,) = cluster["master_authorized_networks_config"]
+    assert authorized["gcp_public_cidrs_access_enabled"] is False
+    (blocks,) = [d["cidr_blocks"] for d in authorized["dynamic"]]
+    assert blocks["for_each"] == "${var.master_authorized_networks}"
+    nets = variables["master_authorized_networks"]
+    assert nets["default"] == [] and "/0" in nets["validation"][0]["condition"]
+    example = (GKE / "terraform.tfvars.example").read_text()
+    assert "master_authorized_networks" in example and "0.0.0.0/0" not in example
+    # Private nodes pull public images (MinIO, Postgres) through Cloud NAT on the cluster's network.
+    (router,) = resources(gke, "google_compute_router").values()
+    (nat,) = resources(gke, "google_compute_router_nat").values()
+    assert router["network"] == "${var.network}" and nat["router"] == "${google_compute_router.nat.name}"
+
+
 def resolve(expr, variables: dict[str, dict]):
     """Value of a literal or of ``${var.name[.field]}`` from the variable's default."""
     m = re.fullmatch(r"\$\{var\.(\w+)((?:\.\w+)*)\}", expr) if isinstance(expr, str) else None

@@ -1,11 +1,15 @@
 """Offline checks of the Kubernetes manifests: every overlay renders with kustomize, built-in kinds pass
 ``kubernetes-validate --strict``, the InferenceService passes the shipped KServe CRD schema, and the
-platform policies (limits, non-root, pinned images, GPU scheduling, NetworkPolicy reachability) hold."""
+platform policies hold: limits, Pod Security "restricted", digest-pinned images, GPU scheduling, per-workload S3
+users and bucket policies, secrets only in files, MLflow behind authentication, NetworkPolicy reachability in both
+directions, and the admission policy on what the pipeline runner may create (its CEL run with cel-python)."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import fnmatch
+import json
 import os
 import re
 import shutil
@@ -28,7 +32,10 @@ NAMESPACE = "reviosa"
 # Labels other controllers put on pods we never write ourselves.
 KFP_STEP_LABELS = {"pipelines.kubeflow.org/v2_component": "true"}  # Argo podMetadata of every KFP v2 step
 KSERVE_ISVC_LABEL = "serving.kserve.io/inferenceservice"  # KServe labels predictor pods with their ISVC name
-BUILTIN_GROUPS = {"", "v1", "apps", "batch", "rbac.authorization.k8s.io", "networking.k8s.io", "policy"}
+BUILTIN_GROUPS = {"", "v1", "apps", "batch", "rbac.authorization.k8s.io", "networking.k8s.io", "policy",
+                  "admissionregistration.k8s.io"}
+CLUSTER_SCOPED = {"Namespace", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 
 
 def kustomize_command(path: Path) -> list[str]:
@@ -102,19 +109,21 @@ def test_overlay_renders_the_whole_platform(rendered, overlay):
     objs = rendered[overlay]
     kinds = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objs if o["kind"] != "Secret")
     assert kinds == sorted([
-        "Namespace/reviosa", "ConfigMap/reviosa-storage",
-        "Service/minio", "StatefulSet/minio", "Service/postgres", "StatefulSet/postgres",
+        "Namespace/reviosa", "ConfigMap/reviosa-storage", "ConfigMap/reviosa-s3-policies",
+        "Service/minio", "StatefulSet/minio", "Job/minio-setup", "Service/postgres", "StatefulSet/postgres",
         "Service/mlflow", "Deployment/mlflow", "InferenceService/reviosa", "ServiceAccount/reviosa-predictor",
         "ServiceAccount/reviosa-pipeline-runner", "Role/reviosa-pipeline-runner",
-        "RoleBinding/reviosa-pipeline-runner", "NetworkPolicy/default-deny-ingress", "NetworkPolicy/mlflow-ingress",
-        "NetworkPolicy/minio-ingress", "NetworkPolicy/postgres-ingress", "NetworkPolicy/predictor-ingress",
+        "RoleBinding/reviosa-pipeline-runner", "ValidatingAdmissionPolicy/reviosa-pipeline-runner-workloads",
+        "ValidatingAdmissionPolicyBinding/reviosa-pipeline-runner-workloads", "NetworkPolicy/default-deny",
+        "NetworkPolicy/dns-egress", "NetworkPolicy/mlflow-ingress", "NetworkPolicy/mlflow-egress",
+        "NetworkPolicy/minio-ingress", "NetworkPolicy/minio-setup-egress", "NetworkPolicy/postgres-ingress",
+        "NetworkPolicy/predictor-ingress", "NetworkPolicy/predictor-egress", "NetworkPolicy/trainer",
     ])
     for o in objs:
-        if o["kind"] != "Namespace":
-            assert o["metadata"].get("namespace") == NAMESPACE, f"{o['kind']}/{o['metadata']['name']} not namespaced"
-    ns = one(objs, "Namespace", NAMESPACE)
-    labels = ns["metadata"]["labels"]
-    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+        ns = o["metadata"].get("namespace")
+        assert ns == (None if o["kind"] in CLUSTER_SCOPED else NAMESPACE), f"{o['kind']}/{o['metadata']['name']}"
+    labels = one(objs, "Namespace", NAMESPACE)["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
     assert labels["pod-security.kubernetes.io/warn"] == labels["pod-security.kubernetes.io/audit"] == "restricted"
 
 
@@ -251,7 +260,7 @@ def policy_problems(objs: list[dict]) -> list[str]:
                 problems.append(f"{cid}: image {image!r} has no tag")
             elif name_tag.endswith(":latest"):
                 problems.append(f"{cid}: image {image!r} uses the latest tag")
-            if c in spec.get("containers", []):
+            if c in spec.get("containers", []) and not wid.startswith("Job/"):  # a Job's pod runs to completion
                 for probe in ("readinessProbe", "livenessProbe"):
                     if probe not in c:
                         problems.append(f"{cid}: no {probe}")
@@ -265,7 +274,7 @@ def policy_problems(objs: list[dict]) -> list[str]:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_pod_is_hardened_limited_pinned_and_probed(rendered, overlay):
-    assert len(pod_specs(rendered[overlay])) == 4
+    assert len(pod_specs(rendered[overlay])) == 5
     assert policy_problems(rendered[overlay]) == []
 
 
@@ -285,16 +294,129 @@ def test_policy_checks_catch_violations(rendered, mutate, expect):
     assert any(expect in p for p in problems), problems
 
 
+def split_image(image: str) -> tuple[str, str, str]:
+    """(repository, tag, digest) of an image reference; empty strings where absent."""
+    rest, _, digest = image.partition("@")
+    repo, _, tag = rest.rpartition(":") if ":" in rest.rsplit("/", 1)[-1] else (rest, "", "")
+    return repo, tag, digest
+
+
+def project_images(objs: list[dict]) -> set[str]:
+    images = {c["image"] for _, spec, _ in pod_specs(objs) for c in containers(spec)}
+    return {i for i in images if split_image(i)[0].endswith("/reviosa")}
+
+
+# Pod Security Standards, "restricted" profile (which includes "baseline"), Kubernetes v1.32: one check per
+# control of https://kubernetes.io/docs/concepts/security/pod-security-standards/.
+PSS_VOLUME_TYPES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected",
+                    "secret"}
+PSS_SAFE_SYSCTLS = {"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
+                    "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
+                    "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+                    "net.ipv4.tcp_keepalive_probes"}
+PSS_SELINUX_TYPES = {"", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"}
+
+
+def pss_restricted_problems(spec: dict) -> list[str]:
+    """Violations of Pod Security "restricted" by one pod spec (empty list: the pod is admitted)."""
+    problems = []
+    pod_sc = spec.get("securityContext", {})
+    every = [*spec.get("initContainers", []), *spec.get("containers", []), *spec.get("ephemeralContainers", [])]
+    contexts = [("pod", pod_sc)] + [(c["name"], c.get("securityContext", {})) for c in every]
+    for field in ("hostNetwork", "hostPID", "hostIPC"):  # baseline: host namespaces
+        if spec.get(field):
+            problems.append(f"{field} is set")
+    for where, sc in contexts:
+        if sc.get("windowsOptions", {}).get("hostProcess"):
+            problems.append(f"{where}: HostProcess")
+        if sc.get("privileged"):
+            problems.append(f"{where}: privileged")
+        if sc.get("appArmorProfile", {}).get("type", "RuntimeDefault") not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{where}: AppArmor profile {sc['appArmorProfile']['type']}")
+        se = sc.get("seLinuxOptions", {})
+        if se.get("type", "") not in PSS_SELINUX_TYPES or se.get("user") or se.get("role"):
+            problems.append(f"{where}: SELinux options {se}")
+        if sc.get("procMount", "Default") != "Default":
+            problems.append(f"{where}: procMount {sc['procMount']}")
+        if sc.get("runAsUser") == 0:  # restricted: running as non-root user
+            problems.append(f"{where}: runAsUser 0")
+        if sc.get("runAsNonRoot") is False:
+            problems.append(f"{where}: runAsNonRoot false")
+        seccomp = sc.get("seccompProfile", {}).get("type")
+        if seccomp is not None and seccomp not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{where}: seccomp {seccomp}")
+    for sysctl in pod_sc.get("sysctls", []):
+        if sysctl["name"] not in PSS_SAFE_SYSCTLS:
+            problems.append(f"unsafe sysctl {sysctl['name']}")
+    for vol in spec.get("volumes", []):  # restricted: volume types (baseline: no hostPath)
+        kinds = set(vol) - {"name"}
+        if not kinds <= PSS_VOLUME_TYPES:
+            problems.append(f"volume {vol['name']}: {sorted(kinds - PSS_VOLUME_TYPES)} not allowed")
+    for c in every:
+        sc = c.get("securityContext", {})
+        if any(p.get("hostPort") for p in c.get("ports", [])):
+            problems.append(f"{c['name']}: hostPort")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{c['name']}: allowPrivilegeEscalation is not false")
+        if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is not True:
+            problems.append(f"{c['name']}: runAsNonRoot is not true (pod or container)")
+        seccomp = sc.get("seccompProfile", pod_sc.get("seccompProfile", {})).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{c['name']}: no RuntimeDefault/Localhost seccomp profile (pod or container)")
+        caps = sc.get("capabilities", {})
+        if "ALL" not in caps.get("drop", []):
+            problems.append(f"{c['name']}: capabilities do not drop ALL")
+        if set(caps.get("add", [])) - {"NET_BIND_SERVICE"}:
+            problems.append(f"{c['name']}: adds capabilities {caps['add']}")
+    return problems
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_pod_passes_pod_security_restricted(rendered, overlay):
+    specs = pod_specs(rendered[overlay])
+    assert {wid for wid, _, _ in specs} == {"StatefulSet/minio", "StatefulSet/postgres", "Deployment/mlflow",
+                                            "Job/minio-setup", "InferenceService/reviosa"}
+    assert {wid: pss_restricted_problems(spec) for wid, spec, _ in specs} == {wid: [] for wid, _, _ in specs}
+
+
+@pytest.mark.parametrize("mutate, expect", [
+    (lambda s: s.__setitem__("hostNetwork", True), "hostNetwork"),
+    (lambda s: s["volumes"].append({"name": "h", "hostPath": {"path": "/"}}), "hostPath"),
+    (lambda s: s["securityContext"].pop("runAsNonRoot"), "runAsNonRoot is not true"),
+    (lambda s: s["securityContext"].pop("seccompProfile"), "seccomp profile"),
+    (lambda s: s["containers"][0]["securityContext"].pop("allowPrivilegeEscalation"), "allowPrivilegeEscalation"),
+    (lambda s: s["containers"][0]["securityContext"]["capabilities"].__setitem__("add", ["SYS_ADMIN"]), "adds"),
+    (lambda s: s["containers"][0]["securityContext"].__setitem__("privileged", True), "privileged"),
+    (lambda s: s["containers"][0]["ports"][0].__setitem__("hostPort", 5432), "hostPort"),
+    (lambda s: s["securityContext"].__setitem__("sysctls", [{"name": "kernel.msgmax", "value": "1"}]), "sysctl"),
+    (lambda s: s["containers"][0]["securityContext"].__setitem__("runAsUser", 0), "runAsUser 0"),
+])
+def test_pod_security_check_catches_each_control(rendered, mutate, expect):
+    spec = copy.deepcopy(one(rendered["local"], "StatefulSet", "postgres")["spec"]["template"]["spec"])
+    assert pss_restricted_problems(spec) == []
+    mutate(spec)
+    assert any(expect in p for p in pss_restricted_problems(spec)), pss_restricted_problems(spec)
+
+
 def test_project_image_tag_is_the_package_version(rendered):
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     for overlay, objs in rendered.items():
-        images = {c["image"] for _, spec, _ in pod_specs(objs) for c in containers(spec)}
-        ours = {i for i in images if i.rsplit(":", 1)[0].endswith("reviosa")}
-        assert ours and all(i.endswith(f":{version}") for i in ours), (overlay, ours)
+        ours = project_images(objs)
+        assert ours and all(split_image(i)[1] == version for i in ours), (overlay, ours)
         # An overlay that names a registry must actually redirect every project image there.
         kust = yaml.safe_load((MANIFESTS / "overlays" / overlay / "kustomization.yaml").read_text())
         for entry in kust.get("images", []):
-            assert all(i.startswith(entry["newName"] + ":") for i in ours), (overlay, entry, ours)
+            assert all(split_image(i)[0] == entry["newName"] for i in ours), (overlay, entry, ours)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_images_are_pinned_by_digest(rendered, overlay):
+    images = {c["image"] for _, spec, _ in pod_specs(rendered[overlay]) for c in containers(spec)}
+    ours = project_images(rendered[overlay])
+    # What is pulled from a registry is pinned by digest. The local overlay's project image is built on the
+    # machine and `kind load`ed, never pulled, so it has no registry digest.
+    pulled = images - ours if overlay == "local" else images
+    assert pulled and all(DIGEST.search(i) for i in pulled), sorted(i for i in pulled if not DIGEST.search(i))
 
 
 def test_gpu_cloud_puts_the_predictor_on_the_tainted_gpu_pool(rendered):
@@ -349,34 +471,48 @@ def selector_matches(selector: dict, labels: dict) -> bool:
     return True
 
 
-def ingress_allowed(policies: list[dict], src: dict, dst_labels: dict, port: int) -> bool:
-    """NetworkPolicy semantics for one connection into namespace ``reviosa``; src has labels, ns, ns_labels."""
-    selecting = [p for p in policies if "Ingress" in p["spec"].get("policyTypes", ["Ingress"])
-                 and selector_matches(p["spec"]["podSelector"], dst_labels)]
+def peer_matches(peer: dict, pod: dict, policy_ns: str = NAMESPACE) -> bool:
+    """Whether one ``from``/``to`` entry selects ``pod`` (labels, ns, ns_labels); no namespaceSelector: own ns."""
+    if "ipBlock" in peer:
+        return False
+    if "namespaceSelector" in peer:
+        ns_ok = selector_matches(peer["namespaceSelector"], pod["ns_labels"])
+    else:
+        ns_ok = pod["ns"] == policy_ns
+    return ns_ok and (selector_matches(peer["podSelector"], pod["labels"]) if "podSelector" in peer else True)
+
+
+def allowed(policies: list[dict], direction: str, subject: dict, other: dict, port: int, proto: str = "TCP") -> bool:
+    """NetworkPolicy semantics for one direction: may ``subject`` (a pod in namespace reviosa, or elsewhere and then
+    unrestricted here) accept from (``Ingress``) or send to (``Egress``) ``other`` on ``port``?"""
+    if subject["ns"] != NAMESPACE:
+        return True  # policies of other namespaces are not ours to test
+    kind, key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+    selecting = [p for p in policies if direction in p["spec"].get("policyTypes", ["Ingress"])
+                 and selector_matches(p["spec"]["podSelector"], subject["labels"])]
     if not selecting:
         return True
     for pol in selecting:
-        for rule in pol["spec"].get("ingress", []):
-            if rule.get("ports") and not any(p.get("port") == port for p in rule["ports"]):
+        for rule in pol["spec"].get(kind, []):
+            if rule.get("ports") and not any(p.get("port") == port and p.get("protocol", "TCP") == proto
+                                             for p in rule["ports"]):
                 continue
-            peers = rule.get("from")
-            if not peers:
+            if not rule.get(key) or any(peer_matches(peer, other) for peer in rule[key]):
                 return True
-            for peer in peers:
-                if "ipBlock" in peer:
-                    continue
-                if "namespaceSelector" in peer:
-                    ns_ok = selector_matches(peer["namespaceSelector"], src["ns_labels"])
-                else:
-                    ns_ok = src["ns"] == NAMESPACE
-                pod_ok = selector_matches(peer["podSelector"], src["labels"]) if "podSelector" in peer else True
-                if ns_ok and pod_ok:
-                    return True
     return False
+
+
+def connects(policies: list[dict], src: dict, dst: dict, port: int, proto: str = "TCP") -> bool:
+    """A connection needs the source's egress and the destination's ingress to allow it."""
+    return allowed(policies, "Egress", src, dst, port, proto) and allowed(policies, "Ingress", dst, src, port, proto)
 
 
 def ns_labels(name: str, **extra) -> dict:
     return {"kubernetes.io/metadata.name": name, **extra}
+
+
+def pod(labels: dict, ns: str = NAMESPACE, **ns_extra) -> dict:
+    return {"labels": labels, "ns": ns, "ns_labels": ns_labels(ns, **ns_extra)}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -384,39 +520,63 @@ def test_network_policies_allow_exactly_the_intended_paths(rendered, overlay):
     objs = rendered[overlay]
     policies = find(objs, "NetworkPolicy")
     pods = {wid.split("/")[1]: labels for wid, _, labels in pod_specs(objs)}
-    assert set(pods) == {"minio", "postgres", "mlflow", "reviosa"}
-    home = ns_labels(NAMESPACE)
+    assert set(pods) == {"minio", "postgres", "mlflow", "minio-setup", "reviosa"}
     src = {
-        "mlflow": {"labels": pods["mlflow"], "ns": NAMESPACE, "ns_labels": home},
-        "minio": {"labels": pods["minio"], "ns": NAMESPACE, "ns_labels": home},
-        "postgres": {"labels": pods["postgres"], "ns": NAMESPACE, "ns_labels": home},
-        "predictor": {"labels": pods["reviosa"], "ns": NAMESPACE, "ns_labels": home},
-        "kfp-step": {"labels": {**KFP_STEP_LABELS, "app": "x"}, "ns": "kubeflow", "ns_labels": ns_labels("kubeflow")},
-        "trainjob": {"labels": {"reviosa.io/client": "true"}, "ns": NAMESPACE, "ns_labels": home},
-        "ingress": {"labels": {"app": "ingress-nginx"}, "ns": "ingress",
-                    "ns_labels": ns_labels("ingress", **{"reviosa.io/access": "true"})},
-        "stranger": {"labels": {"app": "x"}, "ns": "default", "ns_labels": ns_labels("default")},
-        "neighbour": {"labels": {"app": "x"}, "ns": NAMESPACE, "ns_labels": home},
+        "mlflow": pod(pods["mlflow"]), "minio": pod(pods["minio"]), "postgres": pod(pods["postgres"]),
+        "predictor": pod(pods["reviosa"]), "setup": pod(pods["minio-setup"]),
+        "kfp-step": pod({**KFP_STEP_LABELS, "app": "x"}, "kubeflow"),
+        "trainer": pod({"jobset.sigs.k8s.io/jobset-name": "train-1", "app": "x"}),
+        "ingress": pod({"app.kubernetes.io/name": "ingress-nginx"}, "ingress-nginx"),
+        "stranger": pod({"app": "x"}, "default"),
+        "neighbour": pod({"app": "x"}),
+        # Labels anyone can put on a pod no longer open anything, from any namespace.
+        "fake-kfp-step": pod({**KFP_STEP_LABELS}, "default"),
+        "fake-client": pod({"reviosa.io/client": "true"}, "default", **{"reviosa.io/access": "true"}),
+        "fake-client-here": pod({"reviosa.io/client": "true"}),
+        "fake-ingress": pod({"app.kubernetes.io/name": "ingress-nginx"}, "default", **{"reviosa.io/access": "true"}),
     }
-    targets = {"mlflow": (pods["mlflow"], 5000), "minio": (pods["minio"], 9000),
-               "postgres": (pods["postgres"], 5432), "predictor": (pods["reviosa"], 8080)}
-    allowed = {
-        "mlflow": {"kfp-step", "trainjob", "ingress", "predictor"},
-        "minio": {"kfp-step", "trainjob", "mlflow", "predictor"},
+    targets = {"mlflow": 5000, "minio": 9000, "postgres": 5432, "predictor": 8080}
+    expected = {
+        "mlflow": {"kfp-step", "trainer", "ingress"},
+        "minio": {"kfp-step", "trainer", "mlflow", "predictor", "setup"},
         "postgres": {"mlflow"},
-        "predictor": {"kfp-step", "trainjob", "ingress"},
+        "predictor": {"kfp-step", "ingress"},
     }
-    for target, (labels, port) in targets.items():
-        got = {s for s, peer in src.items() if s != target and ingress_allowed(policies, peer, labels, port)}
-        assert got == allowed[target], f"{overlay}: who reaches {target}:{port}"
-    # A right peer on a wrong port is still refused, and the default deny covers every pod.
-    assert not ingress_allowed(policies, src["mlflow"], pods["postgres"], 5433)
-    assert not ingress_allowed(policies, src["kfp-step"], pods["minio"], 9001)
-    deny = one(objs, "NetworkPolicy", "default-deny-ingress")["spec"]
-    assert deny["podSelector"] == {} and deny["policyTypes"] == ["Ingress"] and not deny.get("ingress")
+    for target, port in targets.items():
+        got = {s for s, peer in src.items() if s != target and connects(policies, peer, src[target], port)}
+        assert got == expected[target], f"{overlay}: who reaches {target}:{port}"
+    # A right peer on a wrong port is still refused, and the default deny covers every pod both ways.
+    assert not connects(policies, src["mlflow"], src["postgres"], 5433)
+    assert not connects(policies, src["kfp-step"], src["minio"], 9001)
+    deny = one(objs, "NetworkPolicy", "default-deny")["spec"]
+    assert deny["podSelector"] == {} and deny["policyTypes"] == ["Ingress", "Egress"]
+    assert not deny.get("ingress") and not deny.get("egress")
+    # Egress: DNS for everyone; nothing reaches the outside world or the Kubernetes API.
+    dns = pod({"k8s-app": "kube-dns"}, "kube-system")
+    internet = pod({}, "outside")
+    api = pod({"component": "apiserver"}, "default")
+    for name in ("mlflow", "minio", "postgres", "predictor", "setup", "trainer"):
+        assert connects(policies, src[name], dns, 53, "UDP") and connects(policies, src[name], dns, 53, "TCP"), name
+        assert not connects(policies, src[name], internet, 443) and not connects(policies, src[name], api, 443), name
+    assert not connects(policies, src["minio"], src["mlflow"], 5000)  # the store calls nobody
+    assert connects(policies, src["trainer"], pod({"jobset.sigs.k8s.io/jobset-name": "train-1"}), 29500)
     for pol in policies:
-        assert any(selector_matches(pol["spec"]["podSelector"], labels) for labels in pods.values()), \
+        assert any(selector_matches(pol["spec"]["podSelector"], p["labels"]) for p in src.values()), \
             f"NetworkPolicy {pol['metadata']['name']} selects no pod"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_network_policy_peers_name_their_namespace(rendered, overlay):
+    """Every peer says which namespace by name (set by the API server); no free label opens a path."""
+    for pol in find(rendered[overlay], "NetworkPolicy"):
+        rules = pol["spec"].get("ingress", []) + pol["spec"].get("egress", [])
+        for peer in (p for r in rules for p in r.get("from", []) + r.get("to", [])):
+            assert "ipBlock" not in peer, pol["metadata"]["name"]
+            ns_sel = peer.get("namespaceSelector")
+            assert ns_sel and set(ns_sel) == {"matchLabels"} and \
+                set(ns_sel["matchLabels"]) == {"kubernetes.io/metadata.name"}, (pol["metadata"]["name"], peer)
+            labels = peer.get("podSelector", {}).get("matchLabels", {})
+            assert "reviosa.io/client" not in labels and "reviosa.io/access" not in ns_sel["matchLabels"]
 
 
 # ------------------------------------------------------------------------------------------ wiring consistency
@@ -453,8 +613,59 @@ def env_values(container: dict) -> dict[str, str | None]:
     return {e["name"]: e.get("value") for e in container.get("env", [])}
 
 
+def local_secrets(objs: list[dict]) -> dict[str, dict[str, str]]:
+    """The decoded data of every Secret the (local) overlay generates."""
+    return {o["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in o.get("data", {}).items()}
+            for o in find(objs, "Secret")}
+
+
+def secret_values(secrets: dict[str, dict[str, str]]) -> list[str]:
+    """The confidential values among the Secrets' data (passwords and secret keys, not user names)."""
+    return [v for data in secrets.values() for k, v in data.items() if "PASSWORD" in k or "SECRET" in k]
+
+
+def mlflow_container(objs: list[dict]) -> dict:
+    return one(objs, "Deployment", "mlflow")["spec"]["template"]["spec"]["containers"][0]
+
+
+def mount_secrets(objs: list[dict], tmp_path: Path, workload: str, container: dict, spec: dict) -> dict[str, Path]:
+    """Write the local overlay's Secrets where ``container`` mounts them (under tmp_path); mount path -> folder."""
+    secrets = local_secrets(objs)
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    out = {}
+    for m in container.get("volumeMounts", []):
+        src = volumes[m["name"]].get("secret")
+        if src:
+            folder = tmp_path / workload.replace("/", "-") / m["mountPath"].strip("/")
+            folder.mkdir(parents=True)
+            data = secrets[src["secretName"]]
+            keys = [i["key"] for i in src.get("items", [])] or list(data)
+            for k in keys:
+                (folder / k).write_text(data[k])
+            out[m["mountPath"]] = folder
+    return out
+
+
+def mlflow_launch(objs: list[dict], tmp_path: Path, monkeypatch) -> tuple[list[str], dict[str, str], tuple | None]:
+    """Run the MLflow container's entry point (reviosa.services.mlflow_server) up to the exec, on the local
+    overlay's secrets mounted where the Deployment mounts them: the real argv and environment it would start."""
+    from reviosa.services.mlflow_server import parser, prepare
+
+    spec = one(objs, "Deployment", "mlflow")["spec"]["template"]["spec"]
+    c = mlflow_container(objs)
+    assert c["command"] == ["python", "-m", "reviosa.services.mlflow_server"]
+    mounts = mount_secrets(render("local"), tmp_path, "mlflow", c, spec)
+    args = list(c["args"])
+    for path, folder in mounts.items():
+        args = [a.replace(path, str(folder)) for a in args]
+    cm, _ = cluster_storage(objs)
+    (tmp_path / "storage.yaml").write_text(cm["storage.yaml"])
+    monkeypatch.setenv("REVIOSA_STORAGE_CONFIG", str(tmp_path / "storage.yaml"))
+    return prepare(parser().parse_args([*args, f"--work-dir={tmp_path / 'auth'}"]), {})
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_storage_config_points_at_the_in_cluster_services(rendered, overlay):
+def test_storage_config_points_at_the_in_cluster_services(rendered, overlay, tmp_path, monkeypatch):
     from reviosa.pipelines.resources import STORAGE_CONFIG_DIR
 
     objs = rendered[overlay]
@@ -468,23 +679,19 @@ def test_storage_config_points_at_the_in_cluster_services(rendered, overlay):
     mlflow_host, mlflow_port = service_address(objs, "mlflow", "http")
     assert cm["MLFLOW_TRACKING_URI"] == f"http://{mlflow_host}:{mlflow_port}"
 
-    server = one(objs, "Deployment", "mlflow")["spec"]["template"]["spec"]["containers"][0]
-    flags = dict(a[2:].split("=", 1) for a in server["args"])
-    assert flags["artifacts-destination"] == cfg.mlflow_artifacts_url
-    # `mlflow server` cannot read storage.yaml; its boto variables must say the same as the config.
-    env = env_values(server)
+    # The MLflow server's artifact store and boto variables come from the same storage.yaml, through its entry point.
+    argv, env, _ = mlflow_launch(objs, tmp_path, monkeypatch)
+    flags = dict(zip(argv[2::2], argv[3::2]))
+    assert flags["--artifacts-destination"] == cfg.mlflow_artifacts_url
     assert env["MLFLOW_S3_ENDPOINT_URL"] == cfg.endpoint and env["AWS_DEFAULT_REGION"] == cfg.region
-    assert {k: env[k] for k in ("AWS_REQUEST_CHECKSUM_CALCULATION", "AWS_RESPONSE_CHECKSUM_VALIDATION")} == \
-        {k: v for k, v in cfg.client_env(env={"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}).items()
-         if k.endswith("_CHECKSUM_CALCULATION") or k.endswith("_CHECKSUM_VALIDATION")}
-    backend = urlparse(flags["backend-store-uri"])
+    backend = urlparse(env["MLFLOW_BACKEND_STORE_URI"])
     pg_host, pg_port = service_address(objs, "postgres", "postgres")
     assert backend.scheme.startswith("postgresql") and (backend.hostname, backend.port) == (pg_host, pg_port)
 
     pred = one(objs, "InferenceService", "reviosa")["spec"]["predictor"]
-    assert env_values(pred["containers"][0])["STORAGE_URI"].startswith(f"s3://{cfg.bucket}/")
+    assert env_values(pred["containers"][0])["STORAGE_URI"].startswith(f"s3://{cfg.bucket}/models/")
     if overlay == "local":  # KServe's storage initializer reads the same store from the secret's annotations
-        notes = one(objs, "Secret", "reviosa-s3")["metadata"]["annotations"]
+        notes = one(objs, "Secret", "reviosa-s3-predictor")["metadata"]["annotations"]
         assert notes["serving.kserve.io/s3-endpoint"] == cfg.host
         assert notes["serving.kserve.io/s3-usehttps"] == str(int(cfg.secure))
         assert notes["serving.kserve.io/s3-region"] == cfg.region
@@ -498,6 +705,7 @@ def test_reviosa_containers_read_the_mounted_storage_config(rendered, overlay, t
     objs = rendered[overlay]
     cm, cfg = cluster_storage(objs)
     readers = set()
+    own_keys = {}
     for workload, spec, _ in pod_specs(objs):
         volumes = {v["name"]: v for v in spec.get("volumes", [])}
         for c in containers(spec):
@@ -513,17 +721,24 @@ def test_reviosa_containers_read_the_mounted_storage_config(rendered, overlay, t
             source = volumes[mount["name"]]["configMap"]
             assert source["name"] == "reviosa-storage" and {"key": "storage.yaml", "path": "storage.yaml"} in \
                 source["items"], (workload, c["name"])
-    assert readers == {("Deployment/mlflow", "ensure-bucket"), ("InferenceService/reviosa", "kserve-container")}
+            # The config's secret_dir is where each workload mounts its own S3 user's keys.
+            keys = next((m for m in c["volumeMounts"] if m["mountPath"] == cfg.secret_dir), None)
+            if keys is not None:
+                own_keys[workload] = volumes[keys["name"]]["secret"]["secretName"]
+    assert readers == {("Deployment/mlflow", "mlflow"), ("Job/minio-setup", "setup"),
+                       ("InferenceService/reviosa", "kserve-container")}
+    assert own_keys == {"Deployment/mlflow": "reviosa-s3-mlflow", "InferenceService/reviosa": "reviosa-s3-predictor"}
     # What those containers read is what the package loads from that file.
     (tmp_path / "storage.yaml").write_text(cm["storage.yaml"])
     monkeypatch.setenv(CONFIG_ENV, str(tmp_path / "storage.yaml"))
     assert load_storage_config() == cfg
+    assert cfg.secret_dir == "/var/run/reviosa/s3"
 
 
 def test_mlflow_allowed_hosts_admit_in_cluster_names_only(rendered):
     from mlflow.server.security_utils import is_allowed_host_header
 
-    args = one(rendered["gpu-cloud"], "Deployment", "mlflow")["spec"]["template"]["spec"]["containers"][0]["args"]
+    args = mlflow_container(rendered["gpu-cloud"])["args"]
     allowed = next(a.split("=", 1)[1] for a in args if a.startswith("--allowed-hosts=")).split(",")
     for host in ("mlflow:5000", "mlflow.reviosa:5000", "mlflow.reviosa.svc.cluster.local:5000",
                  "mlflow.reviosa.svc.cluster.local", "localhost:5000", "127.0.0.1:5000"):
@@ -532,37 +747,201 @@ def test_mlflow_allowed_hosts_admit_in_cluster_names_only(rendered):
         assert not is_allowed_host_header(allowed, host), host
 
 
-def referenced_secret_keys(objs: list[dict]) -> dict[str, set[str]]:
+def test_mlflow_requires_a_user_and_keeps_secrets_off_its_command_line(rendered, tmp_path, monkeypatch):
+    objs = rendered["local"]
+    secrets = local_secrets(objs)
+    argv, env, client = mlflow_launch(objs, tmp_path, monkeypatch)
+    flags = dict(zip(argv[2::2], argv[3::2]))
+    assert flags["--app-name"] == "basic-auth" and "--backend-store-uri" not in flags
+    assert env["MLFLOW_AUTH_ADMIN_USERNAME"] == secrets["reviosa-mlflow-auth"]["MLFLOW_ADMIN_USERNAME"]
+    assert client == (secrets["reviosa-mlflow-client"]["MLFLOW_TRACKING_USERNAME"],
+                      secrets["reviosa-mlflow-client"]["MLFLOW_TRACKING_PASSWORD"])
+    # The password reaches the server only through its environment, URL-quoted into the backend URI.
+    pg = secrets["reviosa-postgres"]
+    assert urlparse(env["MLFLOW_BACKEND_STORE_URI"]).password == pg["POSTGRES_PASSWORD"]
+    ini = (tmp_path / "auth" / "basic_auth.ini")
+    assert oct(ini.stat().st_mode)[-3:] == "600"
+    assert not any(v in " ".join(argv) for v in secret_values(secrets))
+
+
+def referenced_secrets(spec: dict) -> dict[str, set[str]]:
+    """Secret name -> keys one pod spec uses (env, envFrom, secret volumes; all keys: an empty set)."""
     refs: dict[str, set[str]] = {}
-    for _, spec, _ in pod_specs(objs):
-        for c in containers(spec):
-            for e in c.get("env", []):
-                ref = e.get("valueFrom", {}).get("secretKeyRef")
-                if ref:
-                    refs.setdefault(ref["name"], set()).add(ref["key"])
-            for src in c.get("envFrom", []):
-                if "secretRef" in src:
-                    refs.setdefault(src["secretRef"]["name"], set())
+    for c in containers(spec):
+        for e in c.get("env", []):
+            ref = e.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                refs.setdefault(ref["name"], set()).add(ref["key"])
+        for src in c.get("envFrom", []):
+            if "secretRef" in src:
+                refs.setdefault(src["secretRef"]["name"], set())
+    for v in spec.get("volumes", []):
+        if "secret" in v:
+            refs.setdefault(v["secret"]["secretName"], set()).update(i["key"] for i in v["secret"].get("items", []))
     return refs
+
+
+def secrets_by_workload(objs: list[dict]) -> dict[str, dict[str, set[str]]]:
+    """Per workload, the Secrets its pods can read (the predictor's service account's secrets included)."""
+    out = {}
+    for wid, spec, _ in pod_specs(objs):
+        refs = referenced_secrets(spec)
+        if "serviceAccountName" in spec:  # KServe's storage initializer reads the service account's secrets
+            for s in one(objs, "ServiceAccount", spec["serviceAccountName"]).get("secrets", []):
+                refs.setdefault(s["name"], set())
+        out[wid] = refs
+    return out
 
 
 def test_secrets_only_in_the_local_overlay_and_complete(rendered):
     assert find(rendered["gpu-cloud"], "Secret") == []
     objs = rendered["local"]
-    refs = referenced_secret_keys(objs)
-    assert refs == {"reviosa-s3": {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"},
-                    "reviosa-postgres": {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"}}
+    refs: dict[str, set[str]] = {}
+    for per in secrets_by_workload(objs).values():
+        for name, keys in per.items():
+            refs.setdefault(name, set()).update(keys)
+    assert refs == {"reviosa-minio-root": {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"},
+                    "reviosa-s3": {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"},
+                    "reviosa-s3-predictor": {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"},
+                    "reviosa-s3-mlflow": {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"},
+                    "reviosa-postgres": set(), "reviosa-mlflow-auth": set(), "reviosa-mlflow-client": set()}
+    data = local_secrets(objs)
+    expected_keys = {"reviosa-postgres": {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"},
+                     "reviosa-mlflow-auth": {"MLFLOW_ADMIN_USERNAME", "MLFLOW_ADMIN_PASSWORD",
+                                             "MLFLOW_FLASK_SERVER_SECRET_KEY"},
+                     "reviosa-mlflow-client": {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}}
     for name, keys in refs.items():
-        assert keys <= set(one(objs, "Secret", name)["data"]), name
-    # KServe's storage initializer finds MinIO through the secret's annotations.
-    s3 = one(objs, "Secret", "reviosa-s3")["metadata"]["annotations"]
+        assert (keys or expected_keys[name]) <= set(data[name]), name
+    # KServe's storage initializer finds MinIO through the predictor secret's annotations.
+    s3 = one(objs, "Secret", "reviosa-s3-predictor")["metadata"]["annotations"]
     host, port = service_address(objs, "minio", "s3")
     assert s3["serving.kserve.io/s3-endpoint"] == f"{host}:{port}"
     assert s3["serving.kserve.io/s3-usehttps"] == "0"
     # The documented way to create them by hand covers every referenced secret and key.
     readme = (MANIFESTS / "README.md").read_text()
-    for name, keys in refs.items():
-        assert name in readme and all(k in readme for k in keys), name
+    for name in refs:
+        assert name in readme and all(k in readme for k in refs[name] | expected_keys.get(name, set())), name
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_workload_has_its_own_s3_user(rendered, overlay):
+    """No Secret is shared by the predictor and anything else; the MinIO root account stays with MinIO and its
+    set-up Job; every S3 user has keys of its own."""
+    per = {wid: set(refs) for wid, refs in secrets_by_workload(rendered[overlay]).items()}
+    assert per["InferenceService/reviosa"] == {"reviosa-s3-predictor"}
+    assert per["Deployment/mlflow"] == {"reviosa-s3-mlflow", "reviosa-postgres", "reviosa-mlflow-auth",
+                                        "reviosa-mlflow-client"}
+    assert per["StatefulSet/postgres"] == {"reviosa-postgres"}
+    assert per["StatefulSet/minio"] == {"reviosa-minio-root"}
+    # The set-up Job creates the users, so it alone sees them all; it is no workload of anyone else's.
+    assert per["Job/minio-setup"] == {"reviosa-minio-root", "reviosa-s3", "reviosa-s3-predictor", "reviosa-s3-mlflow"}
+    others = [s for wid, names in per.items() if wid not in ("InferenceService/reviosa", "Job/minio-setup")
+              for s in names]
+    assert "reviosa-s3-predictor" not in others
+    # The pipeline steps' Secret (reviosa.pipelines.resources.S3_SECRET) is nobody's in the namespace but the Job's.
+    from reviosa.pipelines.resources import S3_SECRET
+
+    assert [wid for wid, names in per.items() if S3_SECRET in names] == ["Job/minio-setup"]
+    if overlay == "local":
+        data = local_secrets(rendered[overlay])
+        keys = [data[n]["AWS_ACCESS_KEY_ID"] for n in ("reviosa-s3", "reviosa-s3-predictor", "reviosa-s3-mlflow")]
+        assert len(set(keys + [data["reviosa-minio-root"]["MINIO_ROOT_USER"]])) == 4
+
+
+def s3_policies(objs: list[dict]) -> dict[str, dict]:
+    cm = one(objs, "ConfigMap", "reviosa-s3-policies")["data"]
+    return {k.removesuffix(".json"): json.loads(v) for k, v in cm.items()}
+
+
+def policy_grants(policy: dict) -> list[tuple[str, str, dict]]:
+    """(action, resource, condition) for every Allow statement; a Deny or a wildcard fails the caller's checks."""
+    out = []
+    for st in policy["Statement"]:
+        assert st["Effect"] == "Allow", st
+        for action in st["Action"]:
+            for resource in st["Resource"]:
+                out.append((action, resource, st.get("Condition", {})))
+    return out
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_bucket_policies_give_each_workload_only_its_prefixes(rendered, overlay):
+    objs = rendered[overlay]
+    _, cfg = cluster_storage(objs)
+    policies = s3_policies(objs)
+    assert set(policies) == {"predictor", "pipeline", "mlflow"}
+    arn = f"arn:aws:s3:::{cfg.bucket}"
+    grants = {name: policy_grants(p) for name, p in policies.items()}
+    for name, gs in grants.items():
+        for action, resource, _ in gs:
+            assert "*" not in action and not action.startswith("admin:"), (name, action)
+            assert resource == arn or resource.startswith(arn + "/"), (name, resource)
+    # The public predictor: GetObject on models/ and videos/, and listing those folders (KServe's storage
+    # initializer lists the model folder it downloads). No write, no other prefix.
+    objects = {(a, r) for a, r, _ in grants["predictor"] if r != arn}
+    assert objects == {("s3:GetObject", f"{arn}/models/*"), ("s3:GetObject", f"{arn}/videos/*")}
+    listing = [(a, c) for a, r, c in grants["predictor"] if r == arn]
+    assert listing == [("s3:ListBucket", {"StringLike": {"s3:prefix": ["models/*", "videos/*"]}})]
+    # MLflow: its artifact prefix only.
+    mlflow_prefix = f"{arn}/{cfg.mlflow_prefix}/*"
+    assert {r for _, r, _ in grants["mlflow"] if r != arn} == {mlflow_prefix}
+    assert {c["StringLike"]["s3:prefix"][0] for a, r, c in grants["mlflow"] if r == arn} == {f"{cfg.mlflow_prefix}/*"}
+    # Pipeline steps: write data (the dvc remote), runs and models; never MLflow's artifacts (MLflow proxies them).
+    writes = {r for a, r, _ in grants["pipeline"] if a == "s3:PutObject"}
+    assert f"{arn}/{cfg.dvc_prefix}/*" in writes and f"{arn}/runs/*" in writes and f"{arn}/models/*" in writes
+    assert mlflow_prefix not in {r for _, r, _ in grants["pipeline"]}
+    # The setup Job attaches exactly these, one per user folder it mounts.
+    job = one(objs, "Job", "minio-setup")["spec"]["template"]["spec"]
+    users = {m["mountPath"].rsplit("/", 1)[1] for m in job["containers"][0]["volumeMounts"]
+             if m["mountPath"].startswith("/var/run/reviosa/users/")}
+    assert users == set(policies)
+
+
+def test_minio_setup_finds_every_account_where_the_job_mounts_it(rendered, tmp_path):
+    from reviosa.services.minio_setup import accounts, main
+
+    objs = rendered["local"]
+    spec = one(objs, "Job", "minio-setup")["spec"]["template"]["spec"]
+    c = spec["containers"][0]
+    assert c["command"] == ["python", "-m", "reviosa.services.minio_setup"]
+    mounts = mount_secrets(objs, tmp_path, "setup", c, spec)
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    for name, doc in s3_policies(objs).items():
+        (policies / f"{name}.json").write_text(json.dumps(doc))
+    args = dict(a[2:].split("=", 1) for a in c["args"])
+    users = Path(str(mounts[args["root-secret-dir"]]).replace("minio-root", "users"))
+    got = accounts(users, policies)
+    data = local_secrets(objs)
+    assert {(a.name, a.access_key, a.policy_name) for a in got} == {
+        ("predictor", data["reviosa-s3-predictor"]["AWS_ACCESS_KEY_ID"], "reviosa-predictor"),
+        ("pipeline", data["reviosa-s3"]["AWS_ACCESS_KEY_ID"], "reviosa-pipeline"),
+        ("mlflow", data["reviosa-s3-mlflow"]["AWS_ACCESS_KEY_ID"], "reviosa-mlflow")}
+    assert all(a.secret_key not in repr(a) for a in got)
+    # Reusing one key pair for two workloads is refused before anything reaches MinIO.
+    (users / "mlflow" / "AWS_ACCESS_KEY_ID").write_text(data["reviosa-s3"]["AWS_ACCESS_KEY_ID"])
+    with pytest.raises(SystemExit, match="share an access key"):
+        accounts(users, policies)
+    with pytest.raises(SystemExit):  # no secret can be passed as an argument
+        main(["--root-user", "x"])
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_secret_on_any_command_line(rendered, overlay):
+    """Command lines are readable by every process on the node: no container expands a Secret into one."""
+    objs = rendered[overlay]
+    values = secret_values(local_secrets(render("local")))
+    for wid, spec, _ in pod_specs(objs):
+        for c in containers(spec):
+            secret_vars = {e["name"] for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})}
+            line = " ".join(c.get("command", []) + c.get("args", []))
+            for var in secret_vars:
+                assert f"$({var})" not in line and f"${var}" not in line, (wid, c["name"], var)
+            assert not c.get("envFrom"), (wid, c["name"])  # secrets arrive as files, or as named env at most
+            assert not any(v in line for v in values), (wid, c["name"])
+            for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+                cmd = " ".join(c.get(probe, {}).get("exec", {}).get("command", []))
+                assert "PASSWORD" not in cmd, (wid, probe)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -574,7 +953,7 @@ def test_predictor_is_wired_for_kserve(rendered, overlay):
     (container,) = pred["containers"]
     assert container["name"] == "kserve-container"  # KServe only injects storage into this name
     sa = one(objs, "ServiceAccount", pred["serviceAccountName"])
-    assert {"name": "reviosa-s3"} in sa["secrets"]
+    assert sa["secrets"] == [{"name": "reviosa-s3-predictor"}]
     # The arguments parse with the real `reviosa serve` command line and give a valid serving config.
     import typer
 
@@ -589,7 +968,7 @@ def test_predictor_is_wired_for_kserve(rendered, overlay):
         serve_cmd.make_context("serve", ["--model-dir", "/mnt/models"])
     assert cfg.model_uri == "/mnt/models" and cfg.host == "0.0.0.0"
     assert cfg.device == ("cuda" if overlay == "gpu-cloud" else "cpu")
-    assert all(p.startswith("s3://reviosa/") for p in cfg.allowed_url_prefixes)
+    assert cfg.allowed_url_prefixes == ["s3://reviosa/videos/"]  # all the predictor's S3 user may read
     assert container["readinessProbe"]["httpGet"]["path"] == f"/v2/models/{cfg.model_name}/ready"
     assert {p["containerPort"] for p in container["ports"]} == {cfg.http_port}
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
@@ -616,6 +995,9 @@ def test_pipeline_runner_may_deploy_and_train_and_nothing_wider(rendered):
     assert not can("", "secrets", "get") and not can("", "pods", "create")
     for rule in role["rules"]:
         assert "*" not in rule["apiGroups"] + rule["resources"] + rule["verbs"], rule
+    # Reading ConfigMaps is limited to the one KFP's launcher needs.
+    (cm_rule,) = [r for r in role["rules"] if "configmaps" in r["resources"]]
+    assert cm_rule["resourceNames"] == ["kfp-launcher"] and cm_rule["verbs"] == ["get"]
 
 
 def test_no_committed_secret_outside_the_local_example_files():
@@ -631,3 +1013,164 @@ def test_no_committed_secret_outside_the_local_example_files():
         assert all(fnmatch.fnmatch(e, "secrets/*.env.example") for e in entry["envs"]), entry
     for text in (p.read_text() for p in MANIFESTS.rglob("*.example")):
         assert re.search(r"local", text, re.I)  # says it is for a local cluster only
+
+
+# ------------------------------------------------------------------------------------------- admission policy
+
+RUNNER = "system:serviceaccount:kubeflow:pipeline-runner"
+
+
+def admission(objs: list[dict], obj: dict, resource: str, username: str = RUNNER) -> list[str] | None:
+    """Evaluate the ValidatingAdmissionPolicy's CEL on one request with cel-python (the language Kubernetes runs);
+    None when its matchConditions leave the request alone, else the messages of the failed validations. A
+    runtime error counts as a refusal, as under failurePolicy Fail."""
+    import celpy
+    from celpy import celtypes
+
+    spec = one(objs, "ValidatingAdmissionPolicy", "reviosa-pipeline-runner-workloads")["spec"]
+    env = celpy.Environment()
+
+    def run(expr: str, ctx: dict):
+        return env.program(env.compile(expr)).evaluate(ctx)
+
+    ctx = {"object": celpy.json_to_cel(obj),
+           "request": celpy.json_to_cel({"userInfo": {"username": username}, "resource": {"resource": resource}})}
+    if not all(bool(run(c["expression"], ctx)) for c in spec["matchConditions"]):
+        return None
+    variables: dict = {}
+    for var in spec["variables"]:
+        ctx["variables"] = celtypes.MapType({celtypes.StringType(k): v for k, v in variables.items()})
+        variables[var["name"]] = run(var["expression"], ctx)
+    ctx["variables"] = celtypes.MapType({celtypes.StringType(k): v for k, v in variables.items()})
+    failed = []
+    for check in spec["validations"]:
+        try:
+            ok = run(check["expression"], ctx)
+        except Exception as err:  # noqa: BLE001 - any evaluation error denies, like failurePolicy Fail
+            ok = err
+        if not (isinstance(ok, celtypes.BoolType) and bool(ok)):
+            failed.append(check.get("message") or str(run(check["messageExpression"], ctx)))
+    return failed
+
+
+def runner_isvc(objs: list[dict]) -> dict:
+    """An InferenceService as the pipeline's deploy step sends it (``steps.inference_service``), with the overlay's
+    pinned project image."""
+    from reviosa.pipelines.steps import inference_service
+
+    return inference_service("reviosa", "s3://reviosa/models/reviosa/3", pinned_project_image(objs), gpus=1,
+                             namespace=NAMESPACE)
+
+
+def trainjob(image: str) -> dict:
+    return {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob",
+            "metadata": {"name": "train-1", "namespace": NAMESPACE},
+            "spec": {"runtimeRef": {"name": "torch-distributed"},
+                     "trainer": {"image": image, "numNodes": 2, "command": ["reviosa", "train"],
+                                 "env": [{"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {
+                                     "name": "reviosa-s3", "key": "AWS_SECRET_ACCESS_KEY"}}}]}}}
+
+
+def pinned_project_image(objs: list[dict]) -> str:
+    (image,) = {i for i in project_images(objs) if DIGEST.search(i)} or \
+        {split_image(next(iter(project_images(objs))))[0] + "@sha256:" + "a" * 64}
+    return image
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_admission_policy_admits_what_the_pipeline_deploys(rendered, overlay):
+    objs = rendered[overlay]
+    image = pinned_project_image(objs)
+    isvc = runner_isvc(objs)
+    assert isvc["spec"]["predictor"]["containers"][0]["image"] == image
+    assert admission(objs, isvc, "inferenceservices") == []
+    assert pss_restricted_problems(isvc["spec"]["predictor"]) == []  # the namespace enforces "restricted"
+    overlay_isvc = copy.deepcopy(one(objs, "InferenceService", "reviosa"))
+    overlay_isvc["spec"]["predictor"]["containers"][0]["image"] = image
+    assert admission(objs, overlay_isvc, "inferenceservices") == []
+    assert admission(objs, trainjob(image), "trainjobs") == []
+    # The policy binds to this namespace and denies; only the runner's service accounts are checked.
+    binding = one(objs, "ValidatingAdmissionPolicyBinding", "reviosa-pipeline-runner-workloads")["spec"]
+    assert binding["validationActions"] == ["Deny"]
+    assert binding["matchResources"]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": NAMESPACE}
+    policy = one(objs, "ValidatingAdmissionPolicy", "reviosa-pipeline-runner-workloads")["spec"]
+    assert policy["failurePolicy"] == "Fail"
+    subjects = one(objs, "RoleBinding", "reviosa-pipeline-runner")["subjects"]
+    for s in subjects:
+        user = f"system:serviceaccount:{s['namespace']}:{s['name']}"
+        assert admission(objs, isvc, "inferenceservices", user) == []
+    isvc["spec"]["predictor"]["containers"][0]["image"] = "docker.io/evil/miner:latest"
+    assert admission(objs, isvc, "inferenceservices", "kubernetes-admin") is None  # an admin's own apply
+
+
+def _mutations(image: str, overlay: str):
+    def c(isvc: dict) -> dict:
+        return isvc["spec"]["predictor"]["containers"][0]
+
+    repo = split_image(image)[0]
+    return [
+        ("foreign image", lambda o: c(o).__setitem__("image", "docker.io/evil/miner@sha256:" + "b" * 64), "digest"),
+        # The local overlay's kind-loaded image is admitted by its tag (test_admission_policy_pattern_...).
+        ("tag, no digest", lambda o: c(o).__setitem__("image", repo + ":0.2.0" if overlay == "local"
+                                                      else repo + ":0.1.0"), "digest"),
+        ("look-alike registry", lambda o: c(o).__setitem__("image", "evil.io/" + image), "digest"),
+        ("init container", lambda o: o["spec"]["predictor"].__setitem__(
+            "initContainers", [{"name": "x", "image": "busybox@sha256:" + "c" * 64}]), "digest"),
+        ("predictor's SA swapped", lambda o: o["spec"]["predictor"].__setitem__(
+            "serviceAccountName", "reviosa-pipeline-runner"), "service account reviosa-predictor"),
+        ("SA left to the default", lambda o: o["spec"]["predictor"].pop("serviceAccountName"),
+         "service account reviosa-predictor"),
+        ("root Secret as env", lambda o: c(o).setdefault("envFrom", []).append(
+            {"secretRef": {"name": "reviosa-minio-root"}}), "predictor's Secret"),
+        ("MLflow's keys as env", lambda o: c(o).setdefault("env", []).append({"name": "K", "valueFrom": {
+            "secretKeyRef": {"name": "reviosa-s3-mlflow", "key": "AWS_SECRET_ACCESS_KEY"}}}), "predictor's Secret"),
+        ("root Secret as a volume", lambda o: o["spec"]["predictor"]["volumes"].append(
+            {"name": "r", "secret": {"secretName": "reviosa-minio-root"}}), "mount the predictor's Secret"),
+        ("projected Secret", lambda o: o["spec"]["predictor"]["volumes"].append({"name": "p", "projected": {
+            "sources": [{"secret": {"name": "reviosa-postgres"}}]}}), "mount the predictor's Secret"),
+        ("arbitrary command", lambda o: c(o).update(command=["python", "-c", "import os"], args=[]),
+         "reviosa serve"),
+        ("built-in runtime", lambda o: o["spec"]["predictor"].__setitem__(
+            "model", {"modelFormat": {"name": "sklearn"}, "storageUri": "s3://reviosa/models/x"}), "custom predictor"),
+    ]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_admission_policy_refuses_foreign_images_service_accounts_and_secrets(rendered, overlay):
+    objs = rendered[overlay]
+    image = pinned_project_image(objs)
+    for name, mutate, expect in _mutations(image, overlay):
+        isvc = runner_isvc(objs)
+        isvc["spec"]["predictor"]["containers"][0]["image"] = image
+        mutate(isvc)
+        failed = admission(objs, isvc, "inferenceservices")
+        assert failed and any(expect in m for m in failed), (overlay, name, failed)
+    for name, mutate, expect in [
+        ("foreign trainer image", lambda t: t["spec"]["trainer"].__setitem__("image", "evil/x:1"), "digest"),
+        ("service account override (Trainer 2.1)", lambda t: t["spec"].__setitem__("podTemplateOverrides", [
+            {"targetJobs": [{"name": "node"}], "spec": {"serviceAccountName": "reviosa-predictor"}}]), "override"),
+        ("service account override (Trainer 2.0)", lambda t: t["spec"].__setitem__("podSpecOverrides", [
+            {"targetJobs": [{"name": "node"}], "serviceAccountName": "reviosa-pipeline-runner"}]), "override"),
+        ("root Secret in env", lambda t: t["spec"]["trainer"]["env"].append({"name": "R", "valueFrom": {
+            "secretKeyRef": {"name": "reviosa-minio-root", "key": "MINIO_ROOT_PASSWORD"}}}), "pipeline's Secrets"),
+        ("initializer with MLflow's keys", lambda t: t["spec"].__setitem__("initializer", {"model": {
+            "storageUri": "s3://x/y", "secretRef": {"name": "reviosa-s3-mlflow"}}}), "initializers"),
+    ]:
+        job = trainjob(image)
+        mutate(job)
+        failed = admission(objs, job, "trainjobs")
+        assert failed and any(expect in m for m in failed), (overlay, name, failed)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_admission_policy_pattern_names_the_overlay_registry(rendered, overlay):
+    objs = rendered[overlay]
+    var = one(objs, "ValidatingAdmissionPolicy", "reviosa-pipeline-runner-workloads")["spec"]["variables"][0]
+    assert var["name"] == "imagePattern"
+    pattern = re.compile(var["expression"].strip("'"))
+    repo = split_image(next(iter(project_images(objs))))[0]
+    assert pattern.match(repo + "@sha256:" + "d" * 64) and pattern.match(repo + ":0.1.0@sha256:" + "d" * 64)
+    assert not pattern.match(repo + "-evil@sha256:" + "d" * 64)
+    assert not pattern.match("x" + repo + "@sha256:" + "d" * 64) and not pattern.match(repo)
+    # Only the local overlay, whose image is loaded into kind rather than pulled, admits it by tag.
+    assert bool(pattern.match(repo + ":0.1.0")) == (overlay == "local")

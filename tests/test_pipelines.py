@@ -193,6 +193,15 @@ def test_inference_service_and_status_record(tmp_path):
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert pred["tolerations"][0]["key"] == "nvidia.com/gpu"
     assert "--host" in container["args"] and "/mnt/models" in container["args"]
+    # the server answers its own Service's Host headers (the args parse with the real command)
+    import typer
+
+    from reviosa.cli.serve import serve_config
+
+    cmd = typer.main.get_command(app).commands["serve"]
+    other = steps.inference_service("other", "s3://m", IMAGE, gpus=0, namespace="team")["spec"]["predictor"]
+    served = serve_config(**cmd.make_context("serve", list(other["containers"][0]["args"][1:])).params)
+    assert "other-predictor.team.svc.cluster.local" in served.allowed_hosts
     assert "nvidia.com/gpu" not in steps.inference_service("r", "s3://m", IMAGE, gpus=0)["spec"]["predictor"][
         "containers"][0]["resources"]["limits"]
     assert steps.storage_uri("minio://mlpipeline/v2/artifacts/x/model") == "s3://mlpipeline/v2/artifacts/x/model"

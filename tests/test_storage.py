@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -136,3 +137,167 @@ def test_services_cli_up_status_env_down(tmp_path: Path) -> None:
     assert after.returncode == 1
     with pytest.raises(StorageUnavailableError):
         check_access(cfg)
+
+
+def test_services_never_trust_or_signal_a_pid_that_is_not_theirs(tmp_path: Path) -> None:
+    """A stale state.json whose pids now belong to another process: reported down, left alone, started fresh."""
+    env = {"REVIOSA_STATE_DIR": str(tmp_path / "state")}
+    state = tmp_path / "state" / "services" / "state.json"
+    state.parent.mkdir(parents=True)
+    # Its own session, like the servers: killpg(pid) reaches it, which is what `down` used to do.
+    bystander = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    try:
+        start = int(Path(f"/proc/{bystander.pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        argv = Path(f"/proc/{bystander.pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        url = f"http://127.0.0.1:{free_ports(1)[0]}"
+        # A record from before identities were kept: the pid alone proves nothing.
+        legacy = {"name": "s3", "pid": bystander.pid, "url": url, "log": str(tmp_path / "weed.log"), "ports": {},
+                  "extra": {}}
+        # Same pid and command line, another start time: the recorded process is gone and its pid reused.
+        reused = {**legacy, "start_time": start - 100, "cmdline": argv, "boot_id": boot_id}
+        for stale in ({"s3": legacy}, {"s3": reused, "mlflow": {**reused, "name": "mlflow"}}):
+            state.write_text(json.dumps(stale))
+            status = _cli("services", "status", env=env)
+            assert status.returncode == 1 and status.stdout.count(" down ") == len(stale), status.stdout
+            down = _cli("services", "down", env=env)
+            assert "nothing was running" in down.stdout, down.stdout
+            assert bystander.poll() is None, "`services down` signalled a process it did not start"
+
+        state.write_text(json.dumps(stale))
+        try:
+            up = _cli("services", "up", "--s3-port", "0", "--no-mlflow", env=env)
+            assert up.returncode == 0, up.stderr
+            fresh = json.loads(state.read_text())["s3"]
+            assert fresh["pid"] != bystander.pid and fresh["cmdline"][1] == "mini" and fresh["start_time"]
+            assert _cli("services", "status", env=env).stdout.startswith("s3      up ")
+        finally:
+            down = _cli("services", "down", env=env)
+        assert down.stdout.strip() == "stopped: s3", down.stdout
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def _listening_ports(leader: int) -> dict[int, str]:
+    """Listening TCP ports (with their address) of every process in the process group led by ``leader``."""
+    inodes = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if int((proc / "stat").read_text().rsplit(")", 1)[1].split()[2]) != leader:
+                continue
+            fds = list((proc / "fd").iterdir())
+        except (OSError, ValueError):
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    ports = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] == "0A" and cols[9] in inodes:  # 0A: LISTEN
+                addr, port = cols[1].rsplit(":", 1)
+                ports[int(port, 16)] = addr
+    return ports
+
+
+def _tls_exchange(port: int, cert: tuple[str, str] | None = None, ca: str | None = None) -> bytes:
+    """Open TLS (client certificate ``cert`` if given), send a minimal HTTP/1.1 or HTTP/2 request, return the reply."""
+    import socket
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    if ca:
+        ctx.load_verify_locations(ca)
+    else:
+        ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    if cert:
+        ctx.load_cert_chain(*cert)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, ctx.wrap_socket(raw) as conn:
+        if conn.selected_alpn_protocol() == "h2":  # gRPC ports speak only HTTP/2: preface + empty SETTINGS
+            conn.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+        else:
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        return conn.recv(64)
+
+
+def _plain_http(port: int, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> int | None:
+    """Status of a plain HTTP request, or None when the port does not answer HTTP at all."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        return conn.getresponse().status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+def test_local_stack_ports_refuse_anonymous_clients(s3_server, mlflow_server) -> None:
+    """Every port of `weed mini` but S3 needs a client certificate; S3 needs keys; MLflow checks the Host header."""
+    import ssl
+
+    from reviosa.services import stack
+
+    servers = stack.load_state(s3_server.root).servers
+    weed, mlf = servers["s3"], servers["mlflow"]
+    bucket = s3_server.storage.bucket
+    s3_port = weed.ports["s3"]
+    ports = _listening_ports(weed.pid)
+    assert s3_port in ports and len(ports) >= 5, ports  # master, volume, filer, admin and their gRPC ports too
+    assert set(ports.values()) == {"0100007F"}, ports  # 127.0.0.1 only
+    boundary = "reviosa-test"
+    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"evil.txt\"\r\n\r\n"
+            f"evil\r\n--{boundary}--\r\n").encode()
+    internal = sorted(set(ports) - {s3_port})
+    for port in internal:
+        # The reported exploit: `curl -F file=@x http://127.0.0.1:<filer>/buckets/reviosa/x`, on every port.
+        status = _plain_http(port, "POST", f"/buckets/{bucket}/evil.txt", form,
+                             {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        assert status is None or status >= 400, (port, status)
+        assert _plain_http(port, "GET", "/") in (None, 400), port  # no status page, no listing
+        try:
+            reply = _tls_exchange(port)
+        except (ssl.SSLError, ConnectionError):
+            reply = b""
+        assert reply == b"", (port, reply)
+    # With the stack's own certificate the same ports answer: the refusals above are authentication.
+    tls = weed.extra["tls"]
+    for port in internal:
+        assert _tls_exchange(port, (tls["cert"], tls["key"]), tls["ca"]), port
+    client = s3_server.storage.minio()
+    objects = {o.object_name for o in client.list_objects(bucket, recursive=True)}
+    assert not any("evil" in name for name in objects), objects
+
+    # S3: anonymous requests are refused, signed ones work.
+    client.put_object(bucket, "anon/secret.txt", io.BytesIO(b"secret"), 6)
+    assert _plain_http(s3_port, "PUT", f"/{bucket}/anon/evil.txt", b"evil") == 403
+    assert _plain_http(s3_port, "GET", f"/{bucket}/anon/secret.txt") == 403
+    assert client.get_object(bucket, "anon/secret.txt").read() == b"secret"
+    with pytest.raises(Exception):
+        client.stat_object(bucket, "anon/evil.txt")
+
+    # MLflow: one port, loopback only, and only requests addressed to it by its own name.
+    mlflow_port = int(mlf.url.rsplit(":", 1)[1])
+    assert _listening_ports(mlf.pid) == {mlflow_port: "0100007F"}
+    search = "/api/2.0/mlflow/experiments/search?max_results=1"
+    assert _plain_http(mlflow_port, "GET", search, headers={"Host": f"127.0.0.1:{mlflow_port}"}) == 200
+    assert _plain_http(mlflow_port, "GET", search, headers={"Host": f"localhost:{mlflow_port}"}) == 200
+    for host in ("evil.example.com", f"evil.example.com:{mlflow_port}", f"10.0.0.7:{mlflow_port}"):
+        assert _plain_http(mlflow_port, "GET", search, headers={"Host": host}) == 403, host
+        body = json.dumps({"name": "rebound"}).encode()
+        assert _plain_http(mlflow_port, "POST", "/api/2.0/mlflow/experiments/create", body,
+                           {"Host": host, "Content-Type": "application/json"}) == 403, host

@@ -8,6 +8,8 @@ GPU_TAINT_KEY = "nvidia.com/gpu"
 #: Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, and the config map holding ``storage.yaml`` (the
 #: cluster's StorageConfig) and MLFLOW_TRACKING_URI (``manifests/base/storage-config.yaml``).
 S3_SECRET = "reviosa-s3"
+#: the pipeline steps' MLflow account (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD)
+MLFLOW_CLIENT_SECRET = "reviosa-mlflow-client"
 STORAGE_CONFIG_MAP = "reviosa-storage"
 #: where steps (and the manifests' reviosa containers) mount that config map
 STORAGE_CONFIG_DIR = "/etc/reviosa"
@@ -34,7 +36,7 @@ def gpu(task, gpus: int = 1, cpu: str = "8", memory: str = "48Gi"):
 
 
 def s3_env(task):
-    """Give a step the cluster's storage config (mounted file), S3 credentials (secret) and MLflow URL.
+    """Give a step the cluster's storage config (mounted file), S3 credentials (secret), MLflow URL and login.
 
     The step reaches S3 only through ``load_storage_config()``, which reads the mounted ``storage.yaml``; the
     boto variables dvc needs are derived from it in code (``StorageConfig.client_env``).
@@ -50,6 +52,9 @@ def s3_env(task):
     # which a local run (kfp.local) ignores, so there a step keeps the storage config its parent process names.
     kubernetes.use_config_map_as_env(task, config_map_name=STORAGE_CONFIG_MAP,
                                      config_map_key_to_env={k: k for k in (CONFIG_ENV, "MLFLOW_TRACKING_URI")})
+    # The cluster's MLflow asks for a login (basic-auth app); MLflow's client reads these two variables.
+    kubernetes.use_secret_as_env(task, secret_name=MLFLOW_CLIENT_SECRET, secret_key_to_env={
+        k: k for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")})
     return task
 
 

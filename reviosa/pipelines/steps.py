@@ -190,7 +190,7 @@ def predict_split(model_uri: str, split: str, out: str, max_videos: int = 0, dev
 
     from reviosa.data.format import InterRVOSDataset
     from reviosa.evaluate.official import OfficialPredictions, results_entry, results_path, write_results
-    from reviosa.evaluate.predictions import write_track
+    from reviosa.evaluate.predictions import role_dir, write_track
     from reviosa.model.inference import predict_video
     from reviosa.model.modeling import ReviosaModel
 
@@ -209,7 +209,7 @@ def predict_split(model_uri: str, split: str, out: str, max_videos: int = 0, dev
             if fmt == "official":
                 if exp.exp_id in have.get(video.name, {}):
                     continue
-            elif (Path(out) / video.name / exp.exp_id / "actor").is_dir():
+            elif role_dir(out, video.name, exp.exp_id, "actor").is_dir():
                 continue
             frames = ds.read_frames(video) if frames is None else frames
             pred = predict_video(net, frames, exp.text)
@@ -268,19 +268,33 @@ def register(model_dir: str, metrics: dict[str, float], name: str, tracking_uri:
 
 def inference_service(name: str, storage_uri: str, image: str, gpus: int = 1, namespace: str = "reviosa") -> dict:
     """The KServe ``InferenceService`` serving ``storage_uri`` with the project image (``reviosa serve``)."""
+    from reviosa.serve.config import cluster_hosts
+
     resources = {"requests": {"cpu": "2", "memory": "16Gi"}, "limits": {"cpu": "4", "memory": "24Gi"}}
-    predictor: dict[str, Any] = {"serviceAccountName": "reviosa-predictor", "minReplicas": 1, "containers": [{
-        "name": "kserve-container", "image": image,
-        "args": ["reviosa", "serve", "--host", "0.0.0.0", "--port", "8080", "--model", "/mnt/models",
-                 "--name", name, "--device", "cuda" if gpus else "cpu"],
-        # The storage initializer runs only when the container has STORAGE_URI; files land in /mnt/models.
-        "env": [{"name": "STORAGE_URI", "value": storage_uri}],
-        "ports": [{"containerPort": 8080, "protocol": "TCP"}],
-        "readinessProbe": {"httpGet": {"path": f"/v2/models/{name}/ready", "port": 8080}},
-        "startupProbe": {"httpGet": {"path": f"/v2/models/{name}/ready", "port": 8080},
-                         "failureThreshold": 60, "periodSeconds": 10},
-        "resources": resources,
-    }]}
+    # Pod Security "restricted" (the namespace enforces it) and the runner's admission policy (`reviosa serve`, the
+    # predictor's service account, no other Secret) admit exactly this shape; manifests/base/serving has the same.
+    predictor: dict[str, Any] = {
+        "serviceAccountName": "reviosa-predictor", "minReplicas": 1,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+        "containers": [{
+            "name": "kserve-container", "image": image, "command": ["reviosa"],
+            # Host headers of this InferenceService's own Service (the server's default names the shipped one).
+            "args": ["serve", "--host", "0.0.0.0", "--port", "8080", "--model", "/mnt/models", "--name", name,
+                     "--device", "cuda" if gpus else "cpu",
+                     *[a for h in cluster_hosts(name, namespace) for a in ("--allow-host", h)]],
+            # The storage initializer runs only when the container has STORAGE_URI; files land in /mnt/models.
+            "env": [{"name": "STORAGE_URI", "value": storage_uri}, {"name": "HOME", "value": "/tmp"}],
+            "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+            "readinessProbe": {"httpGet": {"path": f"/v2/models/{name}/ready", "port": 8080}},
+            "startupProbe": {"httpGet": {"path": f"/v2/models/{name}/ready", "port": 8080},
+                             "failureThreshold": 60, "periodSeconds": 10},
+            "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"]}},
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+            "resources": resources,
+        }]}
     if gpus:
         resources["limits"]["nvidia.com/gpu"] = str(gpus)
         predictor["nodeSelector"] = {"reviosa.io/pool": "gpu"}

@@ -37,9 +37,32 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def process_identity(pid: int) -> tuple[int, list[str]] | None:
+    """(start time in clock ticks after boot, argv) of process ``pid``, or None if there is none."""
+    try:
+        # The command name in field 2 may itself contain ") "; the fields after the last ")" are fixed.
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, IndexError):
+        return None
+    # fields[0] is field 3 of proc(5) (state), so starttime (field 22) is fields[19].
+    return int(fields[19]), [a.decode(errors="replace") for a in raw.split(b"\0")[:-1]]
+
+
 @dataclass
 class ServerProcess:
-    """A server started in its own process group; serialisable so ``reviosa services`` can stop it later."""
+    """A server started in its own process group; serialisable so ``reviosa services`` can stop it later.
+
+    ``start_time``, ``cmdline`` and ``boot_id`` identify the process: a pid alone may belong to an unrelated
+    process by the time a later command reads the state file (reboot, crash, pid reuse).
+    """
 
     name: str
     pid: int
@@ -47,6 +70,9 @@ class ServerProcess:
     log: str
     ports: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    start_time: int | None = None
+    cmdline: list[str] = field(default_factory=list)
+    boot_id: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """Plain-dict form for the state file."""
@@ -57,22 +83,48 @@ class ServerProcess:
         """Inverse of :meth:`to_json`."""
         return cls(**raw)
 
-    def alive(self) -> bool:
-        """True while the process exists and is not a zombie."""
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
+    def record_identity(self, timeout: float = 2.0) -> None:
+        """Remember the start time and command line of the process now at ``pid`` (call right after spawning)."""
+        deadline = time.monotonic() + timeout
+        ident = process_identity(self.pid)
+        # Popen returns once exec has closed the error pipe, which the kernel does before it copies the new argv
+        # into place: for a moment /proc/<pid>/cmdline is empty.
+        while ident is not None and not ident[1] and time.monotonic() < deadline:
+            time.sleep(0.001)
+            ident = process_identity(self.pid)
+        if ident is not None:
+            self.start_time, self.cmdline = ident
+            self.boot_id = _boot_id()
+
+    def is_ours(self) -> bool:
+        """True if ``pid`` is still the process this record was made for (a zombie of it counts)."""
+        if self.start_time is None or not self.cmdline:
+            return False  # a record without identity (older state file) cannot be trusted with signals
+        ident = process_identity(self.pid)
+        if ident is None or ident[0] != self.start_time or self.boot_id != _boot_id():
             return False
-        except PermissionError:
-            return True
+        # The start time identifies the process; the program is a second check. Its arguments may change: a
+        # launcher that execs the real server (reviosa.services.mlflow_server) keeps the interpreter but not the argv.
+        # A zombie has an empty command line; its start time already proves it is ours.
+        return not ident[1] or ident[1][0] == self.cmdline[0]
+
+    def alive(self) -> bool:
+        """True while our process exists and is not a zombie."""
+        if not self.is_ours():
+            return False
         try:
             state = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
-            return True
+            return False
         return state != "Z"
 
     def stop(self, timeout: float = 15.0, sig: int = signal.SIGTERM) -> None:
-        """Signal the whole process group, wait, and escalate to SIGKILL after ``timeout`` seconds."""
+        """Signal the whole process group, wait, and escalate to SIGKILL after ``timeout`` seconds.
+
+        Does nothing when ``pid`` no longer belongs to this server: its group id may now be someone else's.
+        """
+        if not self.is_ours():
+            return
         _signal_group(self.pid, sig)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -80,8 +132,10 @@ class ServerProcess:
             if not self.alive():
                 break
             time.sleep(0.1)
-        # Children (uvicorn workers, job runners) share the group; make sure none outlive the leader.
-        _signal_group(self.pid, signal.SIGKILL)
+        # Children (uvicorn workers, job runners) share the group; make sure none outlive the leader. The group id
+        # stays reserved while any member lives, so only a reused pid that leads a new group of its own is at risk.
+        if process_identity(self.pid) is None or self.is_ours():
+            _signal_group(self.pid, signal.SIGKILL)
         _reap(self.pid)
 
     def kill(self) -> None:
@@ -122,7 +176,10 @@ def spawn(name: str, argv: list[str], *, log: Path, url: str, env: dict[str, str
     with open(log, "ab") as fh:
         proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=full_env, cwd=cwd, start_new_session=True)
-    return ServerProcess(name=name, pid=proc.pid, url=url, log=str(log), ports=dict(ports or {}))
+    server = ServerProcess(name=name, pid=proc.pid, url=url, log=str(log), ports=dict(ports or {}))
+    # Popen returns after the exec, so this is the server's own start time and argv.
+    server.record_identity()
+    return server
 
 
 def wait_http(server: ServerProcess, path: str = "/", timeout: float = 60.0,

@@ -1,9 +1,17 @@
-"""Resumable run state on disk: sharded DeepSpeed checkpoints behind an atomic ``latest.json``, and the history."""
+"""Resumable run state on disk: sharded DeepSpeed checkpoints behind an atomic ``latest.json``, and the history.
+
+A crash (SIGKILL, node loss, full disk) may stop a run at any byte. ``latest.json`` only ever names a checkpoint
+whose files and folder entries are on disk (fsynced before the rename that commits it), so a resume starts from
+the last complete checkpoint; folders written after it are discarded, and a torn last history line is dropped.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import warnings
 from pathlib import Path
 
 import torch
@@ -21,14 +29,48 @@ def latest(ckpt_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def fsync_dir(path: Path) -> None:
+    """Make the entries of folder ``path`` (files created, renamed or removed in it) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path: Path) -> None:
+    """fsync every file below ``path``, then every folder bottom-up, so the whole tree survives a power loss."""
+    for root, dirs, files in os.walk(path, topdown=False):
+        for name in files:
+            fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(root))
+
+
+def commit(ckpt_dir: Path, tag: str, step: int) -> None:
+    """Point ``latest.json`` at the finished checkpoint ``tag``; only after its files are durable."""
+    fsync_tree(ckpt_dir / tag)
+    fsync_dir(ckpt_dir)  # the entry of step-N/ itself
+    atomic_write_text(ckpt_dir / LATEST, json.dumps({"tag": tag, "step": step}))
+    fsync_dir(ckpt_dir)  # the rename that commits it
+
+
 def save(engine, ckpt_dir: Path, step: int, keep: int, dist: Dist) -> None:
-    """Every rank writes its shard into ``step-N/``; then rank 0 points ``latest.json`` at it (atomic rename)."""
+    """Every rank writes its shard into ``step-N/`` and syncs it; then rank 0 commits it in ``latest.json``."""
     tag = f"step-{step:07d}"
     engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state={"step": step}, save_latest=False,
                            exclude_frozen_parameters=True)
+    torch.distributed.barrier()  # every shard is written before anyone walks the folder
+    # Every rank flushes the folder (rank 0 in commit()): on a shared file system one node's fsync does not reach
+    # another node's cache.
+    if not dist.main:
+        fsync_tree(ckpt_dir / tag)
     torch.distributed.barrier()
     if dist.main:
-        atomic_write_text(ckpt_dir / LATEST, json.dumps({"tag": tag, "step": step}))
+        commit(ckpt_dir, tag, step)
         tags = sorted(p.name for p in ckpt_dir.glob("step-*") if p.is_dir())
         for old in tags[:-keep]:
             if old != tag:
@@ -45,11 +87,42 @@ def load(engine, ckpt_dir: Path, mark: dict) -> int:
     return int(state["step"])
 
 
+def discard_uncommitted(ckpt_dir: Path, mark: dict | None) -> list[str]:
+    """Remove checkpoint folders newer than the committed ``mark`` (a crash mid-save leaves them); their names."""
+    committed = mark["step"] if mark else -1
+    gone = []
+    for path in sorted(ckpt_dir.glob("step-*")):
+        m = re.fullmatch(r"step-(\d+)", path.name)
+        if m and path.is_dir() and int(m.group(1)) > committed:
+            shutil.rmtree(path)
+            gone.append(path.name)
+    return gone
+
+
+def read_history(path: Path) -> list[dict]:
+    """The history records; a torn last line (the process died mid-write) is dropped with a warning."""
+    if not path.is_file():
+        return []
+    lines = path.read_text(errors="replace").splitlines()
+    records = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i < len(lines) - 1:
+                raise ValueError(f"{path}:{i + 1}: corrupt history line (not the last one, so not a torn write)")
+            warnings.warn(f"{path}:{i + 1}: dropping a torn last line ({len(line)} bytes), left by an "
+                          "interrupted write", stacklevel=2)
+    return records
+
+
 def truncate_history(path: Path, step: int) -> None:
-    """Drop history lines after ``step`` (steps redone after a resume are written again)."""
+    """Drop history lines after ``step`` (steps redone after a resume are written again) and any torn last line."""
     if path.is_file():
-        keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
-        atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+        keep = [r for r in read_history(path) if r["step"] <= step]
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
 def append_history(path: Path, record: dict) -> None:

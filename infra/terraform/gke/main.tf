@@ -1,6 +1,8 @@
 # A GKE cluster for reviosa: a CPU pool for the platform services and CPU steps, and a tainted,
 # autoscaled GPU pool for training steps and the predictor. Dataplane V2 enforces the NetworkPolicies
-# in manifests/, and Workload Identity keeps node credentials away from pods.
+# in manifests/, and Workload Identity keeps node credentials away from pods. Nodes have private addresses only
+# and the control plane answers only the networks in master_authorized_networks (or, with private_endpoint, only
+# the VPC); Cloud NAT lets nodes pull the public images (MinIO, Postgres).
 
 resource "google_service_account" "nodes" {
   account_id   = "${var.cluster_name}-nodes"
@@ -47,6 +49,25 @@ resource "google_container_cluster" "main" {
   }
 
   ip_allocation_policy {}
+
+  private_cluster_config {
+    enable_private_nodes    = true
+    enable_private_endpoint = var.private_endpoint
+    master_ipv4_cidr_block  = var.master_ipv4_cidr_block
+  }
+
+  # Without this block the public endpoint would accept any address; with it, only the listed networks (none by
+  # default) and not Google Cloud's public ranges.
+  master_authorized_networks_config {
+    gcp_public_cidrs_access_enabled = false
+    dynamic "cidr_blocks" {
+      for_each = var.master_authorized_networks
+      content {
+        cidr_block   = cidr_blocks.value.cidr_block
+        display_name = cidr_blocks.value.display_name
+      }
+    }
+  }
 
   addons_config {
     gce_persistent_disk_csi_driver_config {
@@ -138,4 +159,19 @@ resource "google_container_node_pool" "gpu" {
       enable_secure_boot = true
     }
   }
+}
+
+# Private nodes have no external address: NAT for the images pulled from public registries.
+resource "google_compute_router" "nat" {
+  name    = "${var.cluster_name}-nat"
+  region  = var.region
+  network = var.network
+}
+
+resource "google_compute_router_nat" "nat" {
+  name                               = "${var.cluster_name}-nat"
+  router                             = google_compute_router.nat.name
+  region                             = var.region
+  nat_ip_allocate_option             = "AUTO_ONLY"
+  source_subnetwork_ip_ranges_to_nat = "ALL_SUBNETWORKS_ALL_IP_RANGES"
 }

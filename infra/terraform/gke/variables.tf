@@ -100,3 +100,34 @@ variable "disk_size_gb" {
   type        = number
   default     = 100
 }
+
+variable "network" {
+  description = "VPC network of the cluster (its Cloud NAT router is created there)."
+  type        = string
+  default     = "default"
+}
+
+variable "private_endpoint" {
+  description = "Reach the control plane only from inside the VPC (true), or also from master_authorized_networks (false)."
+  type        = bool
+  default     = false
+}
+
+variable "master_ipv4_cidr_block" {
+  description = "Private /28 range of the control plane; must not overlap the VPC's subnets."
+  type        = string
+  default     = "172.16.0.32/28"
+}
+
+variable "master_authorized_networks" {
+  description = "Networks allowed to reach the control plane's public endpoint (e.g. your office or VPN egress); empty: none."
+  type = list(object({
+    cidr_block   = string
+    display_name = string
+  }))
+  default = []
+  validation {
+    condition     = alltrue([for n in var.master_authorized_networks : !endswith(n.cidr_block, "/0")])
+    error_message = "An authorized network of /0 would open the control plane to the internet."
+  }
+}

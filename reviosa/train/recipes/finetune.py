@@ -87,6 +87,10 @@ class FinetuneRecipe:
             self.step = checkpoints.load(self.engine, self.ckpt_dir, mark)
         self.val_ds = InterRVOSDataset.load(cfg.data.val) if cfg.data.val else None
         if self.dist.main:
+            if self.resume and self.ckpt_dir.is_dir():
+                # A crash mid-save leaves a newer, uncommitted folder; the steps after the resume write it afresh.
+                for tag in checkpoints.discard_uncommitted(self.ckpt_dir, mark):
+                    print(f"--resume: discarded the incomplete checkpoint {self.ckpt_dir / tag}")
             checkpoints.truncate_history(self.out / checkpoints.HISTORY, self.step)
             if cfg.tracking.enabled:
                 from reviosa.train.tracking import RunLogger
