@@ -248,6 +248,15 @@ def test_single_token_ablation_keeps_the_two_rows_tied(synth):
         assert not torch.equal(rows[tied][0], before[0])  # the token rows do train
     torch.testing.assert_close(rows[True][0], rows[True][1], rtol=1e-5, atol=1e-6)
     assert not torch.allclose(rows[False][0] - rows[False][1], torch.zeros_like(rows[False][0]))
+    # starting the ablation from weights trained with two tokens (as the learning benchmark does) ties them too
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        two = model.save_pretrained(Path(tmp) / "two-tokens")
+        act, tar = seg_rows(ReviosaModel.from_pretrained(two))
+        assert not torch.equal(act, tar)
+        act, tar = seg_rows(ReviosaModel.from_pretrained(two, config=cfg.with_overrides(["shared_seg_token=true"])))
+        assert torch.equal(act, tar)
 
 
 def test_role_overlap_tells_a_role_blind_model_from_a_role_aware_one():

@@ -18,7 +18,7 @@ from reviosa.model.batch import ReviosaBatch
 from reviosa.model.config import ModelConfig
 from reviosa.model.losses import attention_bce, mask_losses, patch_masks
 from reviosa.model.mllm import add_lora, build_mllm
-from reviosa.model.shared_token import tie_seg_tokens
+from reviosa.model.shared_token import equalize_seg_rows, tie_seg_tokens
 from reviosa.model.tokenizer import IMG_CONTEXT, SEG_ACT, SEG_TAR, SEG_TOKENS, token_ids
 
 
@@ -101,6 +101,9 @@ class ReviosaModel(nn.Module):
         saved = checkpoint.read_pretrained(path_or_uri, cache_dir=cache_dir, config=config, overrides=overrides)
         model = cls.from_config(saved.config, load_base=True)
         checkpoint.load_weights(model, saved)
+        if saved.config.shared_seg_token:
+            # weights trained with two tokens (a warm start, say) load untied: the ablation needs one token
+            equalize_seg_rows(model)
         return model.to(device)
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:

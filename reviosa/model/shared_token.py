@@ -23,9 +23,8 @@ def tie_seg_tokens(model) -> None:
     PEFT's trainable rows replace the embedding rows of the new tokens (the head is tied to them); both rows are
     set equal, and a gradient hook gives both the mean of their gradients, so AdamW keeps them equal.
     """
+    equalize_seg_rows(model)
     delta, a, t = _token_rows(model)
-    with torch.no_grad():
-        delta[t] = delta[a]
 
     def share(grad: torch.Tensor) -> torch.Tensor:
         grad = grad.clone()
@@ -35,6 +34,13 @@ def tie_seg_tokens(model) -> None:
         return grad
 
     delta.register_hook(share)
+
+
+def equalize_seg_rows(model) -> None:
+    """Give ``[SEG_TAR]`` the row of ``[SEG_ACT]`` again, e.g. after loading weights trained with two tokens."""
+    delta, a, t = _token_rows(model)
+    with torch.no_grad():
+        delta[t] = delta[a]
 
 
 def seg_rows(model) -> tuple[torch.Tensor, torch.Tensor]:
