@@ -44,6 +44,9 @@ predictor. Scores are kept beside each checkpoint (``scores-<name>.json``, keyed
 with more seeds or variants only scores what is new.
 
 ``--mask-only-steps N`` starts every variant with N steps of mask losses alone (the trainer's ``mask_only_steps``);
+``--set model.loss.target_normalization=official`` (repeatable) changes every variant's training config and
+leaves the warm start as it is, so a lever is compared on one shared pretrained checkpoint (point ``--out`` at
+a new folder holding links to the first run's ``data`` and ``warm-start``).
 ``--batch-size 8 --train-frames 1 --expressions-per-sample 1`` trades frames per sample for more expressions per
 step at about the same cost.
 
@@ -158,7 +161,7 @@ def train_variant(key: str, seed: int, splits: dict, out: Path, args, init_from:
         f"mask_only_steps={min(args.mask_only_steps, args.steps)}", f"checkpoint.every={max(1, args.steps // 4)}",
         "checkpoint.keep=1", f"tracking.enabled={str(args.mlflow).lower()}",
         "tracking.experiment=reviosa/learn-synthetic", f"tracking.run_name={name}",
-        f"log_every={max(1, args.steps // 10)}"]
+        f"log_every={max(1, args.steps // 10)}", *args.set]
     cmd = [sys.executable, "-m", "reviosa.train", "--config", "tiny", "--ablation", key, "--resume", "--no-progress"]
     subprocess.run(cmd + [a for o in overrides for a in ("--set", o)], check=True,
                    env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
@@ -273,6 +276,11 @@ def main() -> None:
     p.add_argument("--ceilings", default="none,colour,shape,all",
                    help=f"perfect-grounding rows: comma list of {','.join(CEILING_LABELS)} ('' for none)")
     p.add_argument("--ceiling-steps", type=int, default=1000, help="decoder steps (batch 8 frames) per ceiling row")
+    # Fine-tuning only, so that a lever can be compared on one shared warm start (the pretraining config, and
+    # with it the warm start's identity, stays as it is).
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra training-config override for every variant, e.g. "
+                        "model.loss.target_normalization=official (repeatable)")
     p.add_argument("--no-warm-start", action="store_true", help="train every variant from random weights")
     from reviosa.train.config import PretrainConfig
 
@@ -362,7 +370,8 @@ def report(args, results: dict, runs: dict, kinds: dict, total: float, final: bo
              f"{args.expressions_per_sample} expression(s) x {args.train_frames or 'configured'} frames, mask losses "
              f"only for the first {args.mask_only_steps}, AML patch rule {args.aml_patch_rule or 'as configured'}, "
              f"lr {args.lr:g} (floor x{args.min_lr_ratio:g}), CPU fp32, "
-             "J&F on held-out videos (teacher-forced answers unless noted); "
+             + (f"fine-tuning overrides {args.set}, " if args.set else "")
+             +              "J&F on held-out videos (teacher-forced answers unless noted); "
              + (f"ceiling rows: {args.ceiling_steps} decoder steps x 8 frames"
                 + ("" if args.no_warm_start else " on the warm start's SAM2 image encoder") + "; "
                 if args.ceilings.strip() else "")

@@ -6,6 +6,7 @@ import importlib
 import pkgutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -119,3 +120,23 @@ def test_a_nested_config_file_is_found_beside_the_file_that_names_it(tmp_path):
     (tmp_path / "m.yaml").write_text(ModelConfig.from_yaml("tiny", ["lora.r=2"]).to_yaml())
     (tmp_path / "run.yaml").write_text("model: m.yaml\ndata: {train: x}\n")
     assert TrainConfig.from_yaml(tmp_path / "run.yaml").model.lora.r == 2
+
+
+def test_a_checkpoint_config_with_the_earlier_single_prompts_still_loads(tmp_path):
+    from reviosa.model.config import ModelConfig
+    from reviosa.model.tokenizer import question_text
+
+    asked = "Find {expression} here, and its partner if it has one."
+    cfg = ModelConfig.from_yaml("tiny").model_dump(mode="json")
+    cfg["prompt"] = {"question": asked, "answer_actor": "Yes: [SEG_ACT].",
+                     "answer_interaction": "Yes: [SEG_ACT], [SEG_TAR]."}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    old = ModelConfig.from_yaml(tmp_path / "config.yaml")
+    want = asked.format(expression="the red circle")
+    rng = np.random.default_rng(0)
+    assert question_text(old, "The red circle.", rng) == want  # training asks what it asked before
+    assert question_text(old, "The red circle.", inference=True) == want
+    assert old.prompt.answers_actor == ["Yes: [SEG_ACT]."]
+    assert old.prompt.answers_interaction == ["Yes: [SEG_ACT], [SEG_TAR]."]
+    with pytest.raises(ConfigError, match="answer"):  # the old forms are still checked
+        ModelConfig.from_dict({**cfg, "prompt": {**cfg["prompt"], "answer_actor": "no token"}})

@@ -191,6 +191,24 @@ class PromptConfig(Config):
                                     "present, please provide separate segmentation masks for each.",
                                     description="the question asked at inference (and in validation)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data):
+        # Checkpoints saved before the prompt lists held one question (postfix included) and one answer per kind:
+        # the same prompts as lists of one, so those checkpoints still load and ask what they were trained on.
+        if not isinstance(data, dict) or not {"question", "answer_actor", "answer_interaction"} & data.keys():
+            return data
+        data = dict(data)
+        if "question" in data:
+            question = data.pop("question")
+            data.setdefault("questions", [question])
+            data.setdefault("postfixes", [""])
+            data.setdefault("inference_question", question)
+        for old, new in (("answer_actor", "answers_actor"), ("answer_interaction", "answers_interaction")):
+            if old in data:
+                data.setdefault(new, [data.pop(old)])
+        return data
+
     @model_validator(mode="after")
     def _forms(self) -> "PromptConfig":
         for q in [*self.questions, self.inference_question]:
