@@ -6,7 +6,7 @@ from components.annotate import annotate
 from components.fetch_split import fetch_split
 from components.mask_tracks import mask_tracks
 from components.snapshot import snapshot
-from reviosa.pipelines.resources import cpu, flaky, s3_env
+from reviosa.pipelines.resources import ANNOTATION_LLM_MODEL, ANNOTATION_LLM_URL, cpu, flaky, s3_env
 
 
 def annotate_steps(raw_split: str, backend: str, base_url: str, llm_model: str, overrides):
@@ -29,11 +29,24 @@ def annotate_steps(raw_split: str, backend: str, base_url: str, llm_model: str, 
               description="Raw split (s3:// prefix or folder) → validated mask tracks → role-aware expressions → "
                           "a DVC-versioned dataset in S3.")
 def annotation_pipeline(raw_split: str, data_repo: str = "", split_name: str = "train", backend: str = "offline",
-                        base_url: str = "", llm_model: str = "", annotate_overrides: list = [],
+                        base_url: str = ANNOTATION_LLM_URL, llm_model: str = ANNOTATION_LLM_MODEL,
+                        annotate_overrides: list = [],
                         message: str = "annotation pipeline: new split") -> str:
+    """Annotate a raw split and version it with DVC; returns the new data-vN tag.
+
+    Args:
+        raw_split: Raw split to annotate: an s3:// prefix or a folder in the MeViS layout.
+        data_repo: Git + DVC repository (URL or folder) where the annotated split is versioned as a data-vN tag.
+        split_name: Folder of the split in that repository: data/<split_name>.
+        backend: Annotation backend: offline (rules from the scene graph) or openai (an OpenAI-compatible LLM).
+        base_url: URL of the OpenAI-compatible LLM server (backend openai).
+        llm_model: Model name asked of that LLM server.
+        annotate_overrides: Extra annotation config overrides, KEY=VALUE each.
+        message: Message of the dataset version (git commit and tag).
+    """
     labelled = annotate_steps(raw_split, backend, base_url, llm_model, annotate_overrides)
     snap = snapshot(split=labelled.outputs["annotated"], repo=data_repo, name=split_name, message=message)
     # A snapshot pushes to S3 and tags git: a cached one would report a version without creating it.
     flaky(s3_env(cpu(snap, "1", "4Gi"))).set_caching_options(False)
     snap.set_display_name("dataset snapshot (DVC)")
-    return snap.output
+    return snap.outputs["version"]

@@ -1,8 +1,9 @@
 """Offline checks of the Kubernetes manifests: every overlay renders with kustomize, built-in kinds pass
-``kubernetes-validate --strict``, the InferenceService passes the shipped KServe CRD schema, and the
-platform policies hold: limits, Pod Security "restricted", digest-pinned images, GPU scheduling, per-workload S3
-users and bucket policies, secrets only in files, MLflow behind authentication, NetworkPolicy reachability in both
-directions, and the admission policy on what the pipeline runner may create (its CEL run with cel-python)."""
+``kubernetes-validate --strict``, the InferenceServices pass the shipped KServe CRD schema and the training runtime and
+the pipeline's TrainJob the shipped Kubeflow Trainer CRDs, and the platform policies hold: limits, Pod Security
+"restricted", digest-pinned images, GPU scheduling, per-workload S3 users and bucket policies, secrets only in files,
+MLflow behind authentication, NetworkPolicy reachability in both directions, and the admission policy on what the
+pipeline runner may create (its CEL run with cel-python)."""
 
 from __future__ import annotations
 
@@ -27,11 +28,20 @@ ROOT = Path(__file__).resolve().parents[1]
 MANIFESTS = ROOT / "manifests"
 OVERLAYS = ["local", "gpu-cloud"]
 CRD = MANIFESTS / "crds" / "serving.kserve.io_inferenceservices.yaml"
+TRAINER_CRDS = {kind: MANIFESTS / "crds" / f"trainer.kubeflow.org_{plural}.yaml" for kind, plural in (
+    ("TrainJob", "trainjobs"), ("TrainingRuntime", "trainingruntimes"),
+    ("ClusterTrainingRuntime", "clustertrainingruntimes"))}
 K8S_VERSION = "1.32"  # the kind node and GKE release channel the overlays target
 NAMESPACE = "reviosa"
 # Labels other controllers put on pods we never write ourselves.
 KFP_STEP_LABELS = {"pipelines.kubeflow.org/v2_component": "true"}  # Argo podMetadata of every KFP v2 step
 KSERVE_ISVC_LABEL = "serving.kserve.io/inferenceservice"  # KServe labels predictor pods with their ISVC name
+JOBSET_LABEL = "jobset.sigs.k8s.io/jobset-name"  # JobSet labels every pod of a TrainJob with the job's name
+# Objects only the GPU overlay ships: the annotation LLM (with its S3 user's service account and network policies)
+# and the runtime of multi-node TrainJobs.
+GPU_ONLY = ["InferenceService/annotation-llm", "ServiceAccount/reviosa-annotation-llm",
+            "NetworkPolicy/annotation-llm-ingress", "NetworkPolicy/annotation-llm-egress",
+            "TrainingRuntime/reviosa-torch"]
 BUILTIN_GROUPS = {"", "v1", "apps", "batch", "rbac.authorization.k8s.io", "networking.k8s.io", "policy",
                   "admissionregistration.k8s.io"}
 CLUSTER_SCOPED = {"Namespace", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
@@ -82,7 +92,8 @@ def one(objs: list[dict], kind: str, name: str) -> dict:
 
 
 def pod_specs(objs: list[dict]) -> list[tuple[str, dict, dict]]:
-    """(workload id, pod spec, pod labels) for every workload, the InferenceService predictor included."""
+    """(workload id, pod spec, pod labels) for every workload, the InferenceService predictors and the pods of a
+    Trainer runtime included."""
     out = []
     for o in objs:
         name = f"{o['kind']}/{o['metadata']['name']}"
@@ -93,8 +104,23 @@ def pod_specs(objs: list[dict]) -> list[tuple[str, dict, dict]]:
             pred = o["spec"]["predictor"]
             labels = dict(pred.get("labels", {}))
             labels[KSERVE_ISVC_LABEL] = o["metadata"]["name"]
-            out.append((name, pred, labels))
+            out.append((name, model_pod(pred), labels))
+        elif o["kind"] in ("TrainingRuntime", "ClusterTrainingRuntime"):
+            for job in o["spec"]["template"]["spec"]["replicatedJobs"]:
+                tpl = job["template"]["spec"]["template"]
+                out.append((name, tpl["spec"], {**tpl.get("metadata", {}).get("labels", {}), JOBSET_LABEL: "job-1"}))
     return out
+
+
+def model_pod(pred: dict) -> dict:
+    """A predictor as KServe runs it: a built-in runtime's ``model`` becomes container kserve-container, whose image
+    the ClusterServingRuntime installed with KServe sets (``image: None`` here)."""
+    if "model" not in pred:
+        return pred
+    model = {k: v for k, v in pred["model"].items() if k not in ("modelFormat", "storageUri", "runtime",
+                                                                  "protocolVersion")}
+    return {**{k: v for k, v in pred.items() if k != "model"},
+            "containers": [{"name": "kserve-container", "image": None, **model}]}
 
 
 def containers(spec: dict) -> list[dict]:
@@ -108,7 +134,7 @@ def containers(spec: dict) -> list[dict]:
 def test_overlay_renders_the_whole_platform(rendered, overlay):
     objs = rendered[overlay]
     kinds = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objs if o["kind"] != "Secret")
-    assert kinds == sorted([
+    assert kinds == sorted((GPU_ONLY if overlay == "gpu-cloud" else []) + [
         "Namespace/reviosa", "ConfigMap/reviosa-storage", "ConfigMap/reviosa-s3-policies",
         "Service/minio", "StatefulSet/minio", "Job/minio-setup", "Service/postgres", "StatefulSet/postgres",
         "Service/mlflow", "Deployment/mlflow", "InferenceService/reviosa", "ServiceAccount/reviosa-predictor",
@@ -150,7 +176,11 @@ def kubernetes_validate(objs: list[dict], tmp_path: Path) -> subprocess.Complete
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_builtin_kinds_pass_kubernetes_validate_strict(rendered, overlay, tmp_path):
     builtin = [o for o in rendered[overlay] if group_of(o) in BUILTIN_GROUPS]
-    assert len(builtin) == len(rendered[overlay]) - 1  # everything but the InferenceService
+    custom = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in rendered[overlay] if o not in builtin)
+    # everything but the InferenceServices and the training runtime (schemas from crds/)
+    assert custom == sorted(["InferenceService/reviosa"] + [k for k in GPU_ONLY if overlay == "gpu-cloud"
+                                                            and k.split("/")[0] in ("InferenceService",
+                                                                                    "TrainingRuntime")])
     proc = kubernetes_validate(builtin, tmp_path)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
@@ -182,14 +212,24 @@ def strict_schema(node):
     return out
 
 
+def crd_validator(path: Path, kind: str, version: str) -> jsonschema.Validator:
+    """A strict validator for ``kind`` at ``version`` from the CRD file ``path`` (a served, stored version)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    crd = next(d for d in yaml.load_all(path.read_text(), Loader=loader) if d)
+    assert crd["kind"] == "CustomResourceDefinition" and crd["spec"]["names"]["kind"] == kind
+    found = next(v for v in crd["spec"]["versions"] if v["name"] == version)
+    assert found["served"] and found["storage"]
+    return jsonschema.Draft7Validator(strict_schema(found["schema"]["openAPIV3Schema"]))
+
+
 @pytest.fixture(scope="module")
 def isvc_validator() -> jsonschema.Validator:
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    crd = next(d for d in yaml.load_all(CRD.read_text(), Loader=loader) if d)
-    assert crd["kind"] == "CustomResourceDefinition" and crd["spec"]["names"]["kind"] == "InferenceService"
-    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1beta1")
-    assert version["served"] and version["storage"]
-    return jsonschema.Draft7Validator(strict_schema(version["schema"]["openAPIV3Schema"]))
+    return crd_validator(CRD, "InferenceService", "v1beta1")
+
+
+@pytest.fixture(scope="module")
+def trainer_validators() -> dict[str, jsonschema.Validator]:
+    return {kind: crd_validator(path, kind, "v1alpha1") for kind, path in TRAINER_CRDS.items()}
 
 
 def isvc_errors(validator, obj) -> list[str]:
@@ -199,14 +239,21 @@ def isvc_errors(validator, obj) -> list[str]:
 def test_crd_file_keeps_its_license_notice():
     head = CRD.read_text()[:1000]
     assert "Apache License, Version 2.0" in head and "kserve/kserve" in head
-    assert "serving.kserve.io_inferenceservices.yaml" in (MANIFESTS / "crds" / "NOTICE").read_text()
+    notice = (MANIFESTS / "crds" / "NOTICE").read_text()
+    assert "serving.kserve.io_inferenceservices.yaml" in notice
+    for path in TRAINER_CRDS.values():
+        head = path.read_text()[:1500]
+        assert "Apache License, Version 2.0" in head and "kubeflow/trainer" in head and "v2.3.0" in head, path.name
+        assert path.name in notice
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_inference_service_matches_the_kserve_crd(rendered, overlay, isvc_validator):
-    isvc = one(rendered[overlay], "InferenceService", "reviosa")
-    assert isvc["apiVersion"] == "serving.kserve.io/v1beta1"
-    assert isvc_errors(isvc_validator, isvc) == []
+def test_inference_services_match_the_kserve_crd(rendered, overlay, isvc_validator):
+    services = find(rendered[overlay], "InferenceService")
+    assert len(services) == (2 if overlay == "gpu-cloud" else 1)
+    for isvc in services:
+        assert isvc["apiVersion"] == "serving.kserve.io/v1beta1"
+        assert isvc_errors(isvc_validator, isvc) == [], isvc["metadata"]["name"]
 
 
 @pytest.mark.parametrize("mutate, expect", [
@@ -255,12 +302,15 @@ def policy_problems(objs: list[dict]) -> list[str]:
                     if r not in res.get(kind, {}):
                         problems.append(f"{cid}: no {r} {kind}")
             image = c.get("image", "")
-            name_tag = image.split("@")[0].rsplit("/", 1)[-1]
-            if ":" not in name_tag and "@" not in image:
+            name_tag = (image or "").split("@")[0].rsplit("/", 1)[-1]
+            if image is None:
+                pass  # a KServe runtime's container: the ClusterServingRuntime installed with KServe names it
+            elif ":" not in name_tag and "@" not in image:
                 problems.append(f"{cid}: image {image!r} has no tag")
             elif name_tag.endswith(":latest"):
                 problems.append(f"{cid}: image {image!r} uses the latest tag")
-            if c in spec.get("containers", []) and not wid.startswith("Job/"):  # a Job's pod runs to completion
+            # A Job's pod, or a training runtime's, runs to completion.
+            if c in spec.get("containers", []) and not wid.startswith(("Job/", "TrainingRuntime/")):
                 for probe in ("readinessProbe", "livenessProbe"):
                     if probe not in c:
                         problems.append(f"{cid}: no {probe}")
@@ -274,7 +324,7 @@ def policy_problems(objs: list[dict]) -> list[str]:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_pod_is_hardened_limited_pinned_and_probed(rendered, overlay):
-    assert len(pod_specs(rendered[overlay])) == 5
+    assert len(pod_specs(rendered[overlay])) == (7 if overlay == "gpu-cloud" else 5)
     assert policy_problems(rendered[overlay]) == []
 
 
@@ -302,7 +352,7 @@ def split_image(image: str) -> tuple[str, str, str]:
 
 
 def project_images(objs: list[dict]) -> set[str]:
-    images = {c["image"] for _, spec, _ in pod_specs(objs) for c in containers(spec)}
+    images = {c["image"] for _, spec, _ in pod_specs(objs) for c in containers(spec) if c["image"]}
     return {i for i in images if split_image(i)[0].endswith("/reviosa")}
 
 
@@ -374,8 +424,9 @@ def pss_restricted_problems(spec: dict) -> list[str]:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_pod_passes_pod_security_restricted(rendered, overlay):
     specs = pod_specs(rendered[overlay])
+    gpu_only = {"InferenceService/annotation-llm", "TrainingRuntime/reviosa-torch"} if overlay == "gpu-cloud" else set()
     assert {wid for wid, _, _ in specs} == {"StatefulSet/minio", "StatefulSet/postgres", "Deployment/mlflow",
-                                            "Job/minio-setup", "InferenceService/reviosa"}
+                                            "Job/minio-setup", "InferenceService/reviosa"} | gpu_only
     assert {wid: pss_restricted_problems(spec) for wid, spec, _ in specs} == {wid: [] for wid, _, _ in specs}
 
 
@@ -411,7 +462,7 @@ def test_project_image_tag_is_the_package_version(rendered):
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_images_are_pinned_by_digest(rendered, overlay):
-    images = {c["image"] for _, spec, _ in pod_specs(rendered[overlay]) for c in containers(spec)}
+    images = {c["image"] for _, spec, _ in pod_specs(rendered[overlay]) for c in containers(spec) if c["image"]}
     ours = project_images(rendered[overlay])
     # What is pulled from a registry is pinned by digest. The local overlay's project image is built on the
     # machine and `kind load`ed, never pulled, so it has no registry digest.
@@ -419,7 +470,7 @@ def test_images_are_pinned_by_digest(rendered, overlay):
     assert pulled and all(DIGEST.search(i) for i in pulled), sorted(i for i in pulled if not DIGEST.search(i))
 
 
-def test_gpu_cloud_puts_the_predictor_on_the_tainted_gpu_pool(rendered):
+def test_gpu_cloud_puts_gpu_workloads_on_the_tainted_gpu_pool(rendered):
     import hcl2
 
     opts = hcl2.SerializationOptions(with_comments=False, explicit_blocks=False, strip_string_quotes=True)
@@ -430,21 +481,22 @@ def test_gpu_cloud_puts_the_predictor_on_the_tainted_gpu_pool(rendered):
         pools = {name: body for block in hcl2.load(f, serialization_options=opts)["resource"]
                  for rtype, named in block.items() if rtype == "google_container_node_pool"
                  for name, body in named.items()}
-    pred = one(rendered["gpu-cloud"], "InferenceService", "reviosa")["spec"]["predictor"]
-    # The selector names labels only the GPU pool carries.
-    assert pred["nodeSelector"].items() <= pools["gpu"]["node_config"][0]["labels"].items()
-    assert not pred["nodeSelector"].items() <= pools["cpu"]["node_config"][0]["labels"].items()
     taint = variables["gpu_taint"]["default"]
     effect = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute", "PREFER_NO_SCHEDULE": "PreferNoSchedule"}
-    assert any(t["key"] == taint["key"] and t.get("effect") == effect[taint["effect"]]
-               and (t["operator"] == "Exists" or t.get("value") == taint["value"]) for t in pred["tolerations"])
-    res = pred["containers"][0]["resources"]
-    assert str(res["limits"]["nvidia.com/gpu"]) == "1"
-    # Everything else stays on CPU nodes: no other workload asks for or tolerates GPUs.
+    gpu_workloads = {"InferenceService/reviosa", "InferenceService/annotation-llm", "TrainingRuntime/reviosa-torch"}
     for wid, spec, _ in pod_specs(rendered["gpu-cloud"]):
-        if not wid.startswith("InferenceService/"):
+        if wid not in gpu_workloads:
+            # Everything else stays on CPU nodes: no other workload asks for or tolerates GPUs.
             assert "tolerations" not in spec and "nodeSelector" not in spec, wid
             assert all("nvidia.com/gpu" not in c["resources"].get("limits", {}) for c in containers(spec)), wid
+            continue
+        # The selector names labels only the GPU pool carries.
+        assert spec["nodeSelector"].items() <= pools["gpu"]["node_config"][0]["labels"].items(), wid
+        assert not spec["nodeSelector"].items() <= pools["cpu"]["node_config"][0]["labels"].items(), wid
+        assert any(t["key"] == taint["key"] and t.get("effect") == effect[taint["effect"]]
+                   and (t["operator"] == "Exists" or t.get("value") == taint["value"]) for t in spec["tolerations"])
+        res = spec["containers"][0]["resources"]
+        assert str(res["limits"]["nvidia.com/gpu"]) == str(res["requests"]["nvidia.com/gpu"]) == "1", wid
 
 
 def test_local_overlay_needs_no_gpu(rendered):
@@ -520,12 +572,15 @@ def test_network_policies_allow_exactly_the_intended_paths(rendered, overlay):
     objs = rendered[overlay]
     policies = find(objs, "NetworkPolicy")
     pods = {wid.split("/")[1]: labels for wid, _, labels in pod_specs(objs)}
-    assert set(pods) == {"minio", "postgres", "mlflow", "minio-setup", "reviosa"}
+    gpu = overlay == "gpu-cloud"
+    assert set(pods) == {"minio", "postgres", "mlflow", "minio-setup", "reviosa"} | (
+        {"annotation-llm", "reviosa-torch"} if gpu else set())
     src = {
         "mlflow": pod(pods["mlflow"]), "minio": pod(pods["minio"]), "postgres": pod(pods["postgres"]),
         "predictor": pod(pods["reviosa"]), "setup": pod(pods["minio-setup"]),
         "kfp-step": pod({**KFP_STEP_LABELS, "app": "x"}, "kubeflow"),
-        "trainer": pod({"jobset.sigs.k8s.io/jobset-name": "train-1", "app": "x"}),
+        # The shipped runtime's pods where there is one (JobSet adds its label), else any TrainJob's.
+        "trainer": pod(pods["reviosa-torch"] if gpu else {JOBSET_LABEL: "train-1", "app": "x"}),
         "ingress": pod({"app.kubernetes.io/name": "ingress-nginx"}, "ingress-nginx"),
         "stranger": pod({"app": "x"}, "default"),
         "neighbour": pod({"app": "x"}),
@@ -542,6 +597,11 @@ def test_network_policies_allow_exactly_the_intended_paths(rendered, overlay):
         "postgres": {"mlflow"},
         "predictor": {"kfp-step", "ingress"},
     }
+    if gpu:  # the annotation LLM: annotate steps call it; its storage initializer reads its weights from MinIO
+        src["annotation-llm"] = pod(pods["annotation-llm"])
+        targets["annotation-llm"] = 8080
+        expected["annotation-llm"] = {"kfp-step"}
+        expected["minio"].add("annotation-llm")
     for target, port in targets.items():
         got = {s for s, peer in src.items() if s != target and connects(policies, peer, src[target], port)}
         assert got == expected[target], f"{overlay}: who reaches {target}:{port}"
@@ -555,11 +615,11 @@ def test_network_policies_allow_exactly_the_intended_paths(rendered, overlay):
     dns = pod({"k8s-app": "kube-dns"}, "kube-system")
     internet = pod({}, "outside")
     api = pod({"component": "apiserver"}, "default")
-    for name in ("mlflow", "minio", "postgres", "predictor", "setup", "trainer"):
+    for name in ("mlflow", "minio", "postgres", "predictor", "setup", "trainer") + (("annotation-llm",) if gpu else ()):
         assert connects(policies, src[name], dns, 53, "UDP") and connects(policies, src[name], dns, 53, "TCP"), name
         assert not connects(policies, src[name], internet, 443) and not connects(policies, src[name], api, 443), name
     assert not connects(policies, src["minio"], src["mlflow"], 5000)  # the store calls nobody
-    assert connects(policies, src["trainer"], pod({"jobset.sigs.k8s.io/jobset-name": "train-1"}), 29500)
+    assert connects(policies, src["trainer"], pod({JOBSET_LABEL: "train-1"}), 29500)  # torchrun's rendezvous
     for pol in policies:
         assert any(selector_matches(pol["spec"]["podSelector"], p["labels"]) for p in src.values()), \
             f"NetworkPolicy {pol['metadata']['name']} selects no pod"
@@ -726,7 +786,8 @@ def test_reviosa_containers_read_the_mounted_storage_config(rendered, overlay, t
             if keys is not None:
                 own_keys[workload] = volumes[keys["name"]]["secret"]["secretName"]
     assert readers == {("Deployment/mlflow", "mlflow"), ("Job/minio-setup", "setup"),
-                       ("InferenceService/reviosa", "kserve-container")}
+                       ("InferenceService/reviosa", "kserve-container")} | (
+        {("TrainingRuntime/reviosa-torch", "node")} if overlay == "gpu-cloud" else set())
     assert own_keys == {"Deployment/mlflow": "reviosa-s3-mlflow", "InferenceService/reviosa": "reviosa-s3-predictor"}
     # What those containers read is what the package loads from that file.
     (tmp_path / "storage.yaml").write_text(cm["storage.yaml"])
@@ -828,16 +889,22 @@ def test_each_workload_has_its_own_s3_user(rendered, overlay):
     """No Secret is shared by the predictor and anything else; the MinIO root account stays with MinIO and its
     set-up Job; every S3 user has keys of its own."""
     per = {wid: set(refs) for wid, refs in secrets_by_workload(rendered[overlay]).items()}
+    gpu = overlay == "gpu-cloud"
     assert per["InferenceService/reviosa"] == {"reviosa-s3-predictor"}
+    if gpu:  # the annotation LLM reads its weights as a user of its own; TrainJobs get the pipeline's keys as env
+        assert per["InferenceService/annotation-llm"] == {"reviosa-s3-annotation-llm"}
+        assert per["TrainingRuntime/reviosa-torch"] == set()
     assert per["Deployment/mlflow"] == {"reviosa-s3-mlflow", "reviosa-postgres", "reviosa-mlflow-auth",
                                         "reviosa-mlflow-client"}
     assert per["StatefulSet/postgres"] == {"reviosa-postgres"}
     assert per["StatefulSet/minio"] == {"reviosa-minio-root"}
     # The set-up Job creates the users, so it alone sees them all; it is no workload of anyone else's.
-    assert per["Job/minio-setup"] == {"reviosa-minio-root", "reviosa-s3", "reviosa-s3-predictor", "reviosa-s3-mlflow"}
-    others = [s for wid, names in per.items() if wid not in ("InferenceService/reviosa", "Job/minio-setup")
-              for s in names]
-    assert "reviosa-s3-predictor" not in others
+    assert per["Job/minio-setup"] == {"reviosa-minio-root", "reviosa-s3", "reviosa-s3-predictor",
+                                      "reviosa-s3-mlflow"} | ({"reviosa-s3-annotation-llm"} if gpu else set())
+    owners = {"reviosa-s3-predictor": ["InferenceService/reviosa"],
+              "reviosa-s3-annotation-llm": ["InferenceService/annotation-llm"] if gpu else []}
+    for secret, wids in owners.items():  # no other workload shares a model server's S3 user
+        assert [w for w, names in per.items() if secret in names and w != "Job/minio-setup"] == wids, secret
     # The pipeline steps' Secret (reviosa.pipelines.resources.S3_SECRET) is nobody's in the namespace but the Job's.
     from reviosa.pipelines.resources import S3_SECRET
 
@@ -869,7 +936,8 @@ def test_bucket_policies_give_each_workload_only_its_prefixes(rendered, overlay)
     objs = rendered[overlay]
     _, cfg = cluster_storage(objs)
     policies = s3_policies(objs)
-    assert set(policies) == {"predictor", "pipeline", "mlflow"}
+    assert set(policies) == {"predictor", "pipeline", "mlflow"} | ({"annotation-llm"} if overlay == "gpu-cloud"
+                                                                    else set())
     arn = f"arn:aws:s3:::{cfg.bucket}"
     grants = {name: policy_grants(p) for name, p in policies.items()}
     for name, gs in grants.items():
@@ -886,6 +954,13 @@ def test_bucket_policies_give_each_workload_only_its_prefixes(rendered, overlay)
     mlflow_prefix = f"{arn}/{cfg.mlflow_prefix}/*"
     assert {r for _, r, _ in grants["mlflow"] if r != arn} == {mlflow_prefix}
     assert {c["StringLike"]["s3:prefix"][0] for a, r, c in grants["mlflow"] if r == arn} == {f"{cfg.mlflow_prefix}/*"}
+    if overlay == "gpu-cloud":  # the annotation LLM reads its own model folder, the one its storageUri names
+        storage_uri = one(objs, "InferenceService", "annotation-llm")["spec"]["predictor"]["model"]["storageUri"]
+        folder = "models/annotation-llm/"
+        assert storage_uri.startswith(f"s3://{cfg.bucket}/{folder}")
+        assert [(a, r) for a, r, _ in grants["annotation-llm"] if r != arn] == [("s3:GetObject", f"{arn}/{folder}*")]
+        assert [(a, c) for a, r, c in grants["annotation-llm"] if r == arn] == [
+            ("s3:ListBucket", {"StringLike": {"s3:prefix": [f"{folder}*"]}})]
     # Pipeline steps: write data (the dvc remote), runs and models; never MLflow's artifacts (MLflow proxies them).
     writes = {r for a, r, _ in grants["pipeline"] if a == "s3:PutObject"}
     assert f"{arn}/{cfg.dvc_prefix}/*" in writes and f"{arn}/runs/*" in writes and f"{arn}/models/*" in writes
@@ -1003,7 +1078,7 @@ def test_pipeline_runner_may_deploy_and_train_and_nothing_wider(rendered):
 def test_no_committed_secret_outside_the_local_example_files():
     """Only the local overlay's *.env.example files may hold credentials; nothing else declares a Secret."""
     for path in MANIFESTS.rglob("*.yaml"):
-        if path == CRD:
+        if path.parent == MANIFESTS / "crds":  # vendored schemas (megabytes of YAML)
             continue
         for doc in yaml.safe_load_all(path.read_text()):
             if isinstance(doc, dict):
@@ -1062,13 +1137,12 @@ def runner_isvc(objs: list[dict]) -> dict:
                              namespace=NAMESPACE)
 
 
-def trainjob(image: str) -> dict:
-    return {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob",
-            "metadata": {"name": "train-1", "namespace": NAMESPACE},
-            "spec": {"runtimeRef": {"name": "torch-distributed"},
-                     "trainer": {"image": image, "numNodes": 2, "command": ["reviosa", "train"],
-                                 "env": [{"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {
-                                     "name": "reviosa-s3", "key": "AWS_SECRET_ACCESS_KEY"}}}]}}}
+def trainjob(image: str, nodes: int = 2, gpus: int = 4) -> dict:
+    """The TrainJob the pipeline's train step creates for ``nodes`` x ``gpus`` (reviosa.pipelines.trainjob)."""
+    from reviosa.pipelines.trainjob import trainjob_manifest
+
+    return trainjob_manifest("reviosa-train-0123456789ab", NAMESPACE, image, nodes, gpus,
+                             "s3://reviosa/runs/reviosa-train-0123456789ab/train_config.yaml")
 
 
 def pinned_project_image(objs: list[dict]) -> str:
@@ -1174,3 +1248,134 @@ def test_admission_policy_pattern_names_the_overlay_registry(rendered, overlay):
     assert not pattern.match("x" + repo + "@sha256:" + "d" * 64) and not pattern.match(repo)
     # Only the local overlay, whose image is loaded into kind rather than pulled, admits it by tag.
     assert bool(pattern.match(repo + ":0.1.0")) == (overlay == "local")
+
+
+# ------------------------------------------------------------------------------- Kubeflow Trainer, annotation LLM
+
+
+def trainer_pod(runtime: dict, job: dict) -> dict:
+    """The node pod Trainer builds from ``runtime`` for ``job``: the runtime's pod template with the TrainJob's
+    image, command, args and resources per node on container ``node``, and its env merged into the runtime's."""
+    (rjob,) = runtime["spec"]["template"]["spec"]["replicatedJobs"]
+    spec = copy.deepcopy(rjob["template"]["spec"]["template"]["spec"])
+    node = next(c for c in spec["containers"] if c["name"] == "node")
+    trainer = job["spec"]["trainer"]
+    node.update(image=trainer["image"], command=trainer["command"], args=trainer["args"],
+                resources=trainer["resourcesPerNode"])
+    env = {e["name"]: e for e in node.get("env", [])} | {e["name"]: e for e in trainer.get("env", [])}
+    node["env"] = list(env.values())
+    return spec
+
+
+def test_training_runtime_and_trainjob_match_the_trainer_crds(rendered, trainer_validators):
+    runtime = one(rendered["gpu-cloud"], "TrainingRuntime", "reviosa-torch")
+    job = trainjob(pinned_project_image(rendered["gpu-cloud"]))
+    assert isvc_errors(trainer_validators["TrainingRuntime"], runtime) == []
+    assert isvc_errors(trainer_validators["TrainJob"], job) == []
+    # The CRD's own CEL rules on the name (jsonschema does not run CEL): an RFC 1035 label of at most 63 characters.
+    assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", job["metadata"]["name"]) and len(job["metadata"]["name"]) <= 63
+    ref = job["spec"]["runtimeRef"]
+    assert (ref["kind"], ref["name"], ref["apiGroup"]) == ("TrainingRuntime", "reviosa-torch", "trainer.kubeflow.org")
+    assert runtime["metadata"]["namespace"] == job["metadata"]["namespace"] == NAMESPACE  # a namespaced runtime
+    assert runtime["spec"]["mlPolicy"]["torch"] == {}  # the torch plugin sets PET_* for torchrun
+    (rjob,) = runtime["spec"]["template"]["spec"]["replicatedJobs"]
+    assert rjob["name"] == "node" and rjob["template"]["metadata"]["labels"] == {
+        "trainer.kubeflow.org/trainjob-ancestor-step": "trainer"}
+    assert runtime["spec"]["template"]["spec"]["failurePolicy"]["maxRestarts"] >= 1  # restarts resume from S3
+    bad_runtime = copy.deepcopy(runtime)
+    rjob_spec = bad_runtime["spec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
+    rjob_spec["nodeSelectr"] = {"a": "b"}
+    assert any("nodeSelectr" in e for e in isvc_errors(trainer_validators["TrainingRuntime"], bad_runtime))
+    for mutate, expect in [(lambda t: t["spec"]["trainer"].__setitem__("numNode", 2), "numNode"),
+                           (lambda t: t["spec"]["trainer"].__setitem__("numNodes", "two"), "numNodes"),
+                           (lambda t: t["spec"].pop("runtimeRef"), "runtimeRef")]:
+        bad = copy.deepcopy(job)
+        mutate(bad)
+        assert any(expect in e for e in isvc_errors(trainer_validators["TrainJob"], bad)), expect
+    # The cluster-scoped runtime kind's schema is the same type: the shipped runtime would pass as one too.
+    as_cluster = {**copy.deepcopy(runtime), "kind": "ClusterTrainingRuntime"}
+    assert isvc_errors(trainer_validators["ClusterTrainingRuntime"], as_cluster) == []
+
+
+def test_trainjob_for_two_nodes_of_four_gpus(rendered, monkeypatch):
+    """What the train step sends for 2 x 4 GPUs, and the pod Trainer makes of it on the shipped runtime."""
+    import typer
+    from torch.distributed.run import get_args_parser
+
+    from reviosa.pipelines.resources import GPU_POOL_LABEL, MLFLOW_CLIENT_SECRET, S3_SECRET, STORAGE_CONFIG_DIR
+    from reviosa.train.commands import finetune
+
+    objs = rendered["gpu-cloud"]
+    image = pinned_project_image(objs)
+    job = trainjob(image, nodes=2, gpus=4)
+    trainer = job["spec"]["trainer"]
+    assert trainer["image"] == image and (trainer["numNodes"], trainer["numProcPerNode"]) == (2, 4)
+    for kind in ("requests", "limits"):
+        res = trainer["resourcesPerNode"][kind]
+        assert res["nvidia.com/gpu"] == "4" and {"cpu", "memory"} <= set(res), kind
+    assert trainer["command"] == ["python", "-m", "torch.distributed.run"]
+    # torchrun takes nodes, processes, rank and rendezvous from the PET_* variables Trainer's torch plugin sets.
+    for var, value in {"PET_NNODES": "2", "PET_NPROC_PER_NODE": "4", "PET_NODE_RANK": "1",
+                       "PET_MASTER_ADDR": f"{job['metadata']['name']}-node-0-0.{job['metadata']['name']}",
+                       "PET_MASTER_PORT": "29500"}.items():
+        monkeypatch.setenv(var, value)
+    run = get_args_parser().parse_args(trainer["args"])
+    assert (run.nnodes, run.nproc_per_node, run.node_rank, run.master_port) == ("2", "4", 1, 29500)
+    assert run.module and run.training_script == "reviosa.train"
+    # The rest is the fine-tuning command line, resuming from the shared checkpoint folder after a restart.
+    app = typer.Typer()
+    app.command()(finetune)
+    params = typer.main.get_command(app).make_context("train", list(run.training_script_args)).params
+    assert params["config"].startswith("s3://reviosa/runs/") and params["resume"] and not params["progress"]
+
+    pod = trainer_pod(one(objs, "TrainingRuntime", "reviosa-torch"), job)
+    assert pod["nodeSelector"] == {GPU_POOL_LABEL[0]: GPU_POOL_LABEL[1]}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert pss_restricted_problems(pod) == [] and pod["automountServiceAccountToken"] is False
+    (node,) = pod["containers"]
+    env = {e["name"]: e for e in node["env"]}
+    assert env["REVIOSA_STORAGE_CONFIG"]["value"] == f"{STORAGE_CONFIG_DIR}/storage.yaml"
+    assert any(m["mountPath"] == STORAGE_CONFIG_DIR for m in node["volumeMounts"])
+    secrets = {k: e["valueFrom"]["secretKeyRef"]["name"] for k, e in env.items()
+               if "secretKeyRef" in e.get("valueFrom", {})}
+    assert secrets == {"AWS_ACCESS_KEY_ID": S3_SECRET, "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+                       "MLFLOW_TRACKING_USERNAME": MLFLOW_CLIENT_SECRET,
+                       "MLFLOW_TRACKING_PASSWORD": MLFLOW_CLIENT_SECRET}
+    assert env["MLFLOW_TRACKING_URI"]["valueFrom"]["configMapKeyRef"]["name"] == "reviosa-storage"
+    assert {m["mountPath"] for m in node["volumeMounts"]} >= {"/tmp", "/dev/shm"}
+    # The runner may create exactly this (admission policy), and no Secret reaches a command line.
+    assert admission(objs, job, "trainjobs") == []
+    assert not any(f"$({v})" in " ".join(trainer["command"] + trainer["args"]) for v in secrets)
+
+
+def test_annotation_llm_serves_what_the_annotation_steps_call(rendered):
+    from reviosa.annotate.config import AnnotateConfig
+    from reviosa.pipelines.compile import load_pipeline
+    from reviosa.pipelines.resources import ANNOTATION_LLM_MODEL, ANNOTATION_LLM_URL
+
+    objs = rendered["gpu-cloud"]
+    isvc = one(objs, "InferenceService", "annotation-llm")
+    pred = isvc["spec"]["predictor"]
+    model = pred["model"]
+    assert model["modelFormat"]["name"] == "huggingface" and "--backend=vllm" in model["args"]
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+    # Weights from the project bucket only; nothing from the internet.
+    _, cfg = cluster_storage(objs)
+    assert model["storageUri"].startswith(f"s3://{cfg.bucket}/models/annotation-llm/")
+    assert env_values(model)["HF_HUB_OFFLINE"] == "1"
+    # The endpoint every client is given: KServe's Standard-mode Service <name>-predictor, the runtime's OpenAI
+    # routes under /openai/v1, the model served under the InferenceService's name (--model_name={{.Name}}).
+    url = urlparse(ANNOTATION_LLM_URL)
+    assert url.hostname == f"{isvc['metadata']['name']}-predictor.{NAMESPACE}.svc.cluster.local" and url.port is None
+    assert url.path == "/openai/v1" and ANNOTATION_LLM_MODEL == isvc["metadata"]["name"]
+    assert model["readinessProbe"]["httpGet"]["path"] == f"/v2/models/{ANNOTATION_LLM_MODEL}/ready"
+    shipped = AnnotateConfig.from_yaml("cluster")
+    assert (shipped.backend, shipped.base_url, shipped.model) == ("openai", ANNOTATION_LLM_URL, ANNOTATION_LLM_MODEL)
+    for name in ("annotation", "end-to-end"):
+        inputs = load_pipeline(name).component_spec.inputs
+        assert (inputs["base_url"].default, inputs["llm_model"].default) == (ANNOTATION_LLM_URL, ANNOTATION_LLM_MODEL)
+    # Its own S3 user, with KServe's endpoint annotations documented for the operator to create.
+    sa = one(objs, "ServiceAccount", pred["serviceAccountName"])
+    assert sa["secrets"] == [{"name": "reviosa-s3-annotation-llm"}] and sa["automountServiceAccountToken"] is False
+    readme = (MANIFESTS / "README.md").read_text()
+    assert "reviosa-s3-annotation-llm" in readme and "annotation-llm" in readme

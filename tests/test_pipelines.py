@@ -58,7 +58,10 @@ def test_gpu_steps_target_the_gpu_pool(specs, name):
         step = ex_name.removeprefix("exec-").rsplit("-", 1)[0] if ex_name[-1].isdigit() else ex_name[5:]
         res = ex["container"].get("resources", {})
         if step in GPU_STEPS[name]:
-            assert res["accelerator"]["resourceType"] == "nvidia.com/gpu" and res["accelerator"]["resourceCount"] == "1"
+            # Training takes as many GPUs as the run's gpus_per_node; prediction one.
+            count = "{{$.inputs.parameters['pipelinechannel--gpus_per_node']}}" if step == "train" else "1"
+            accelerator = {k: res["accelerator"][k] for k in ("resourceType", "resourceCount")}
+            assert accelerator == {"resourceType": "nvidia.com/gpu", "resourceCount": count}, ex_name
             assert k8s[ex_name]["nodeSelector"]["labels"] == {"reviosa.io/pool": "gpu"}
             toleration = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
             assert toleration in k8s[ex_name]["tolerations"]
@@ -135,10 +138,43 @@ def test_s3_steps_read_the_mounted_storage_config(specs):
     assert seen >= 4
 
 
+def test_every_pipeline_parameter_has_a_description_for_the_kfp_ui(specs):
+    """KFP reads the pipeline docstring's Google-style ``Args:`` into the spec, and its UI shows them."""
+    for name, (pipe, _) in specs.items():
+        params = pipe["root"]["inputDefinitions"]["parameters"]
+        missing = [p for p, spec in params.items() if len(spec.get("description", "")) < 10]
+        assert params and not missing, f"{name}: no description for {missing}"
+    train = _tasks(specs["end-to-end"][0])["train"]["inputs"]["parameters"]
+    # The snapshot's tag and hash and the KFP run reach the training step.
+    assert train["data_version"]["taskOutputParameter"] == {"producerTask": "snapshot-2",
+                                                            "outputParameterKey": "version"}
+    assert train["data_md5"]["taskOutputParameter"]["outputParameterKey"] == "md5"
+    assert train["kfp_run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
+
+
 def test_training_pipeline_parameters(specs):
     params = specs["training"][0]["root"]["inputDefinitions"]["parameters"]
     assert {"data_version", "model_size", "epochs", "aml", "tokens"} <= set(params)
     assert params["model_size"]["defaultValue"] == "1b"
+
+
+@pytest.mark.parametrize("name", ["training", "end-to-end"])
+def test_scale_out_parameters_reach_the_train_step(specs, name):
+    """``nodes`` and ``gpus_per_node`` are UI parameters (default one node, one GPU) that the train step gets, with
+    the project image a multi-node TrainJob runs."""
+    pipe, _ = specs[name]
+    params = pipe["root"]["inputDefinitions"]["parameters"]
+    for key in ("nodes", "gpus_per_node"):
+        assert params[key]["parameterType"] == "NUMBER_INTEGER" and params[key]["defaultValue"] == 1, key
+    inputs = _tasks(pipe)["train"]["inputs"]["parameters"]
+    for key in ("nodes", "gpus_per_node"):
+        assert inputs[key]["componentInputParameter"].removeprefix("pipelinechannel--") == key
+    assert inputs["image"]["runtimeValue"]["constant"] == IMAGE
+    # The GPU count the pod asks for is the same parameter, resolved from the task's inputs when the pod is made.
+    placeholder = "{{$.inputs.parameters['pipelinechannel--gpus_per_node']}}"
+    assert inputs["accelerator_count"]["runtimeValue"]["constant"] == placeholder
+    channel = inputs["pipelinechannel--gpus_per_node"]["componentInputParameter"]
+    assert channel.removeprefix("pipelinechannel--") == "gpus_per_node"
 
 
 def test_components_are_thin_calls_into_reviosa():
@@ -185,7 +221,10 @@ def test_cli_rejects_unknown_pipeline_and_bad_params(tmp_path):
 
 
 def test_inference_service_and_status_record(tmp_path):
-    isvc = steps.inference_service("reviosa", "s3://models/reviosa/3", IMAGE, gpus=1)
+    isvc = steps.inference_service("reviosa", "s3://models/reviosa/3", IMAGE, gpus=1,
+                                   annotations={"reviosa.io/model-version": "3"})
+    assert isvc["metadata"]["annotations"] == {"reviosa.io/model-version": "3",
+                                               "serving.kserve.io/deploymentMode": "Standard"}
     pred = isvc["spec"]["predictor"]
     container = pred["containers"][0]
     assert container["name"] == "kserve-container"
@@ -299,4 +338,11 @@ def test_snapshot_step_clones_a_remote_data_repo_and_pushes_the_tag(tmp_path, s3
     assert log.strip() == "pipeline: val split"
     # The training pipeline's fetch step reads that version back from git + S3.
     stats = steps.fetch_split("data-v1", str(tmp_path / "fetched"), repo=f"file://{origin}", path="data/val")
+    # It says which version it read: what the training run then records as its dataset.
+    assert {k: stats.pop(k) for k in ("data_version", "data_md5", "data_repo", "data_path")} == {
+        "data_version": "data-v1", "data_md5": first["md5"], "data_repo": f"file://{origin}", "data_path": "data/val"}
     assert stats == steps.fetch_split(str(split), str(tmp_path / "copy"))
+    assert steps.lineage_overrides({"data_version": "data-v1", "data_md5": first["md5"], "data_path": "data/val"},
+                                   kfp_run_id="123") == [
+        f'tracking.data={{"version": "data-v1", "md5": "{first["md5"]}", "repo": "", "path": "data/val"}}',
+        'tracking.tags={"reviosa.kfp.run_id": "123"}']

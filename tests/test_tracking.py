@@ -75,11 +75,15 @@ def test_log_two_evaluations_and_compare(mlflow_server, versioned_repo: Path, tm
     run = client.get_run(run_a)
     assert run.data.metrics == {metric_key(k): v for k, v in EVAL_A.items()}
     assert run.data.params == {"model": "oracle"}
-    head = __import__("subprocess").run(["git", "rev-parse", "HEAD"], cwd=versioned_repo, capture_output=True,
-                                        text=True).stdout.strip()
+    # The code's commit (this checkout's), not the data repository's; the data's version is a tag and an input.
+    head = __import__("subprocess").run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parents[1],
+                                        capture_output=True, text=True).stdout.strip()
     assert run.data.tags["mlflow.source.git.commit"] == head
     assert run.data.tags["reviosa.data.version"] == "data-v1"
     assert run.data.tags["reviosa.data.md5"].endswith(".dir")
+    (data_input,) = run.inputs.dataset_inputs
+    assert (data_input.dataset.name, data_input.dataset.source_type) == ("data@data-v1", "dvc")
+    assert json.loads(data_input.dataset.source)["rev"] == "data-v1"
     assert client.get_experiment(run.info.experiment_id).name == "reviosa/eval/toy"
     arts = {a.path for d in ("tables", "plots", "overlays") for a in client.list_artifacts(run_a, d)}
     assert arts == {"tables/per_expression.csv", "tables/per_expression.json", "plots/jf_by_type.png",
@@ -147,6 +151,9 @@ def test_register_model_and_resolve_by_alias(mlflow_server, tmp_path: Path) -> N
     runner = CliRunner()
     res = runner.invoke(app, ["runs", "promote", name, "--tracking-uri", mlflow_server.tracking_uri])
     assert res.exit_code == 0 and f"version {v2.version} is now champion" in res.output
+    # Promotion leaves a record on both versions.
+    assert "reviosa.champion.until" in client.get_model_version(name, v1.version).tags
+    assert "reviosa.champion.since" in client.get_model_version(name, v2.version).tags
     res = runner.invoke(app, ["runs", "resolve", name, "--alias", "champion", "--tracking-uri",
                               mlflow_server.tracking_uri])
     assert res.exit_code == 0 and f"version {v2.version}, run {weights[1][0]}" in res.output
@@ -156,6 +163,102 @@ def test_register_model_and_resolve_by_alias(mlflow_server, tmp_path: Path) -> N
         registry.resolve(client, name + "-nope", "champion")
     with pytest.raises(ValueError, match="alias"):
         registry.register(client, name, weights[0][0], alias="production")
+
+
+def test_rollback_then_train_records_that_version_and_lineage_prints_the_chain(
+        mlflow_server, versioned_repo: Path, s3_storage: StorageConfig, tmp_path: Path) -> None:
+    """data-v1, then data-v2; `reviosa data rollback data-v1` and a training run record data-v1 (tag and dataset
+    input), its logged model registers with that lineage, and changed or unversioned data is said to be untracked."""
+    from reviosa.tracking.context import find_data_version
+    from reviosa.train.config import TrainConfig
+    from reviosa.train.tracking import RunLogger
+
+    env = {"REVIOSA_STORAGE_CONFIG": str(tmp_path / "storage.yaml")}
+    (tmp_path / "storage.yaml").write_text(s3_storage.to_yaml())
+    make_split(versioned_repo / "data" / "train")
+    runner = CliRunner()
+    res = runner.invoke(app, ["data", "snapshot", "-m", "add train", "--repo", str(versioned_repo)], env=env)
+    assert res.exit_code == 0 and res.output.startswith("data-v2"), res.output
+    res = runner.invoke(app, ["data", "rollback", "data-v1", "--repo", str(versioned_repo)], env=env)
+    assert res.exit_code == 0, res.output
+
+    split = versioned_repo / "data" / "val"
+    cfg = TrainConfig.from_yaml("tiny", [f"data.train={split}", "data.val=null", f"out={tmp_path / 'run'}",
+                                         f"tracking.uri={mlflow_server.tracking_uri}", "tracking.system_metrics=false",
+                                         f"tracking.experiment=reviosa/train-{tmp_path.name.replace('_', '-')}"])
+    logger = RunLogger(cfg, resume=False)
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.yaml").write_text("name: reviosa-tiny\n")
+    from safetensors.numpy import save_file
+
+    save_file({"w": np.zeros(2, np.float32)}, str(ckpt / "reviosa.safetensors"))
+    model_uri = logger.model(ckpt, step=1)
+    logger.close()
+    client = mlflow_server.client()
+    run = client.get_run(logger.run_id)
+    assert run.info.run_name == "train-tiny-aml-tokens-data-v1"
+    assert run.data.tags["reviosa.data.version"] == "data-v1" and run.data.tags["reviosa.data.path"] == "data/val"
+    # The run page's description says the same in words.
+    note = run.data.tags["mlflow.note.content"]
+    assert "dataset version **data-v1**" in note and "launched by `reviosa train`" in note, note
+    (data_input,) = run.inputs.dataset_inputs
+    assert data_input.dataset.name == "val@data-v1" and data_input.tags[0].value == "training"
+    assert [o.model_id for o in run.outputs.model_outputs] == [model_uri.removeprefix("models:/")]
+    exp = client.get_experiment(run.info.experiment_id)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+
+    name = f"lineage-{tmp_path.name}".replace("_", "-")
+    res = runner.invoke(app, ["runs", "register", logger.run_id, "--name", name, "--tracking-uri",
+                              mlflow_server.tracking_uri])
+    assert res.exit_code == 0, res.output
+    mv = registry.resolve(client, name, "candidate")
+    assert mv.source == model_uri and mv.run_id == logger.run_id and mv.tags["reviosa.data.version"] == "data-v1"
+    res = runner.invoke(app, ["runs", "lineage", f"{name}@candidate", "--tracking-uri", mlflow_server.tracking_uri])
+    assert res.exit_code == 0, res.output
+    chain = res.output
+    for text in (f"{name} version {mv.version}", model_uri.removeprefix("models:/"), "train-tiny-aml-tokens-data-v1",
+                 "data-v1 (md5 " + run.data.tags["reviosa.data.md5"], run.data.tags["mlflow.source.git.commit"],
+                 "KFP run       none"):
+        assert text in chain, chain
+    assert chain.index("training run") < chain.index("dataset") < chain.index("code") < chain.index("KFP run")
+    # The hash is the one git holds for data-v1, not just whatever the run recorded.
+    dvc_file = __import__("subprocess").run(["git", "show", "data-v1:data.dvc"], cwd=versioned_repo,
+                                            capture_output=True, text=True, check=True).stdout
+    assert f"md5: {run.data.tags['reviosa.data.md5']}" in dvc_file
+
+    # Promotion and deployment name the version: its tags, the InferenceService's annotations, the lineage.
+    from reviosa.pipelines import steps
+
+    res = runner.invoke(app, ["runs", "promote", name, "--tracking-uri", mlflow_server.tracking_uri])
+    assert res.exit_code == 0, res.output
+    manifest = tmp_path / "isvc.yaml"
+    steps.deploy(name, "s3://models/x", "img@sha256:" + "0" * 64, 0, "ns", False, str(manifest),
+                 str(mv.version), mlflow_server.tracking_uri)
+    notes = __import__("yaml").safe_load(manifest.read_text())["metadata"]["annotations"]
+    assert (notes["reviosa.io/model"], notes["reviosa.io/model-version"], notes["reviosa.io/model-aliases"],
+            notes["reviosa.io/data-version"], notes["reviosa.io/mlflow-run-id"]) == (
+        name, str(mv.version), "champion", "data-v1", logger.run_id)
+    assert notes["reviosa.io/model-source"] == model_uri
+    registry.record_deployment(client, name, str(mv.version), "ns", name)
+    tags = client.get_model_version(name, mv.version).tags
+    assert tags["reviosa.deploy.isvc"] == f"ns/{name}" and "reviosa.champion.since" in tags
+    assert client.get_registered_model(name).tags[f"reviosa.deployed.ns.{name}"] == str(mv.version)
+    res = runner.invoke(app, ["runs", "lineage", name, "--tracking-uri", mlflow_server.tracking_uri])
+    assert res.exit_code == 0 and "(@champion)" in res.output, res.output
+    assert f"note: served by InferenceService ns/{name}" in res.output and "note: champion since" in res.output
+    by_number = runner.invoke(app, ["runs", "lineage", f"{name}/{mv.version}", "--tracking-uri",
+                                    mlflow_server.tracking_uri])
+    assert by_number.exit_code == 0 and by_number.output == res.output, by_number.output
+    missing = runner.invoke(app, ["runs", "lineage", f"{name}-nope@champion", "--tracking-uri",
+                                  mlflow_server.tracking_uri])
+    assert missing.exit_code == 1 and "error:" in missing.output and "Traceback" not in missing.output
+
+    # Changed since the version, or in no DVC repository at all: untracked, and the run says why.
+    (split / "mask_dict.json").write_text("{}")
+    changed = find_data_version(split)
+    assert changed.version is None and "differs from data.dvc" in changed.note
+    assert "no DVC-tracked folder" in find_data_version(tmp_path).note
 
 
 def test_server_command_for_the_cluster() -> None:

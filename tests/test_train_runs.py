@@ -172,9 +172,25 @@ def test_mlflow_tracking(splits, tmp_path, mlflow_server, s3_server):
         assert [m.step for m in values] == [2, 3] and all(0 <= m.value <= 1 for m in values), key
     assert any(k.startswith("system/") for k in run.data.metrics)
     names = {a.path for a in client.list_artifacts(run_id)}
-    assert {"config", "overlays", "model"} <= names
-    model_files = {a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(run_id, "model")}
-    assert {"config.yaml", "reviosa.safetensors"} <= model_files
+    assert {"config", "overlays"} <= names
+    # Splits in a temporary folder are no DVC version: the run says so rather than naming one.
+    assert run.data.tags["reviosa.data.version"] == "untracked"
+    assert "no DVC-tracked folder" in run.data.tags["reviosa.data.note"]
+    assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["train (untracked)", "val (untracked)"]
+    # The final model is the run's one logged model, loadable as an MLflow pyfunc without unpickling anything.
+    import mlflow.artifacts
+    import mlflow.pyfunc
+
+    (output,) = run.outputs.model_outputs
+    assert output.step == 3
+    where = client.get_logged_model(output.model_id).artifact_location
+    files = mlflow.artifacts.download_artifacts(artifact_uri=where, dst_path=str(tmp_path / "logged"),
+                                                tracking_uri=mlflow_server.tracking_uri)
+    model = mlflow.pyfunc.load_model(files)
+    assert model.metadata.get_input_schema().input_names() == ["frames"]
+    frames = np.zeros((2, 64, 64, 3), np.uint8)
+    masks = model.predict(frames, params={"expression": "the red circle"})
+    assert masks["actor"].shape == masks["target"].shape == (2, 64, 64) and isinstance(masks["text"], str)
     overlays = client.list_artifacts(run_id, "overlays/step-0000002")
     assert overlays and all(a.path.endswith(".gif") for a in overlays)
 

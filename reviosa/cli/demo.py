@@ -47,9 +47,14 @@ def demo(out: Path = typer.Option(Path("outputs/demo"), "--out", help="Folder fo
         typer.echo(f"{name:28s} {cell('actor_JF'):>10s} {cell('target_JF'):>11s} {cell('rvos_JF'):>9s}")
     typer.echo(f"\nserved answer ({res.served.get('url')}): {res.served.get('text')!r}, actor mask on "
                f"{res.served.get('actor_frames_with_mask')}/{res.served.get('frames')} frames")
-    typer.echo(f"registered model: {cfg.model_name} v{res.model_version} (alias candidate)")
+    typer.echo(f"registered model: {cfg.model_name} v{res.model_version} (alias candidate), trained on dataset version "
+               f"{res.data_version}")
     typer.echo(f"MLflow: {res.tracking_uri}" + ("" if cfg.keep_services else
                                                  " (stopped; rerun with --keep-services to browse it)"))
+    if cfg.keep_services:
+        typer.echo(f"how it was made: reviosa runs lineage {cfg.model_name}@candidate")
+        typer.echo(f"MLflow and S3 keep running: stop them with `reviosa services down` (or `reviosa services down "
+                   f"--state-dir {res.stack}` from anywhere)")
     typer.echo(f"pipeline artefacts: {res.pipeline_root}")
     typer.echo(f"dataset versions: git -C {res.data_repo} tag --list 'data-v*'")
     typer.echo(f"baseline reports: {Path(res.out) / 'baselines' / 'eval'}/<method>/")

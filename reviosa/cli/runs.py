@@ -110,3 +110,17 @@ def resolve(name: str = typer.Argument("reviosa", help="Registered model name"),
         typer.secho(f"error: {err}", fg="red", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"{name}@{alias}: version {mv.version}, run {mv.run_id}, source {mv.source}")
+
+
+@runs_app.command("lineage")
+def lineage(model: str = typer.Argument(..., help="MODEL, MODEL@ALIAS or MODEL/VERSION (bare: the champion, else the "
+                                                  "newest version)"),
+            tracking_uri: str | None = _URI) -> None:
+    """Print where a registered version comes from: training run, dataset version, code commit, KFP run, scores."""
+    from reviosa.tracking.lineage import format_lineage, trace
+
+    try:
+        typer.echo(format_lineage(trace(_client(tracking_uri), model)))
+    except (LookupError, ValueError) as err:
+        typer.secho(f"error: {err}", fg="red", err=True)
+        raise typer.Exit(1) from None

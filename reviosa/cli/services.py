@@ -37,27 +37,42 @@ def up(s3_port: int = typer.Option(8333, help="S3 port (0 = any free port)"),
 
 @services_app.command("down")
 def down(state_dir: Path | None = _STATE) -> None:
-    """Stop every server the state folder records."""
+    """Stop every server the state folder records (default: also those of the stacks it lists, e.g. the demo's)."""
     from reviosa.services import stack
 
     stopped = stack.down(state_dir)
-    typer.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+    others = {} if state_dir else stack.registered_stacks()
+    if stopped or not others:
+        typer.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+    for root, label in others.items():
+        names = stack.down(root)
+        typer.echo(f"stopped ({label}, {root}): {', '.join(names) if names else 'nothing was running'}")
 
 
-@services_app.command("status")
-def status(state_dir: Path | None = _STATE) -> None:
-    """Show each server's URL and health; exit 1 if any recorded server is down."""
-    from reviosa.services import stack
-
-    info = stack.status(state_dir)
-    if not info:
-        typer.echo("no services recorded (run `reviosa services up`)")
-        raise typer.Exit(1)
+def _print_status(info: dict[str, dict], indent: str = "") -> bool:
     ok = True
     for name, s in info.items():
         state = "up" if s["answering"] else ("starting/hung" if s["alive"] else "down")
         ok &= s["answering"]
-        typer.echo(f"{name:7s} {state:13s} {s['url']}  pid {s['pid']}  log {s['log']}")
+        typer.echo(f"{indent}{name:7s} {state:13s} {s['url']}  pid {s['pid']}  log {s['log']}")
+    return ok
+
+
+@services_app.command("status")
+def status(state_dir: Path | None = _STATE) -> None:
+    """Show each server's URL and health (default: also the stacks the state folder lists, e.g. the demo's); exit 1
+    if any recorded server is down."""
+    from reviosa.services import stack
+
+    info = stack.status(state_dir)
+    others = {} if state_dir else stack.registered_stacks()
+    if not info and not others:
+        typer.echo("no services recorded (run `reviosa services up`)")
+        raise typer.Exit(1)
+    ok = _print_status(info)
+    for root, label in others.items():
+        typer.echo(f"{label} (state folder {root}; `reviosa services down` stops it):")
+        ok &= _print_status(stack.status(root), "  ")
     if not ok:
         raise typer.Exit(1)
 

@@ -150,12 +150,20 @@ def decode(sam, pix_feat: torch.Tensor, high_res: list[torch.Tensor], language: 
     device = pix_feat.device
     coords = torch.zeros(b, 1, 2, device=device)
     labels = -torch.ones(b, 1, dtype=torch.int32, device=device)
-    sparse, dense = sam.sam_prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+    dtype = next(sam.parameters()).dtype
+    # A bf16/fp16 SAM2 (DeepSpeed casts the whole module) still gets float32 here: SAM2 encodes points in float32
+    # and builds its dense encoding grid in float32 (autocast runs those products in the weights' dtype), and its FPN
+    # upsamples the top level in float32.
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype in (torch.bfloat16, torch.float16)):
+        sparse, dense = sam.sam_prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+        image_pe = sam.sam_prompt_encoder.get_dense_pe()
+    sparse, dense, image_pe = sparse.to(dtype), dense.to(dtype), image_pe.to(dtype)
     if language is not None:
-        sparse = torch.cat([sparse, language.to(sparse.dtype).unsqueeze(1)], dim=1)
+        sparse = torch.cat([sparse, language.to(dtype).unsqueeze(1)], dim=1)
     masks, ious, tokens, obj_logits = sam.sam_mask_decoder(
-        image_embeddings=pix_feat, image_pe=sam.sam_prompt_encoder.get_dense_pe(), sparse_prompt_embeddings=sparse,
-        dense_prompt_embeddings=dense, multimask_output=multimask, repeat_image=False, high_res_features=high_res)
+        image_embeddings=pix_feat.to(dtype), image_pe=image_pe,
+        sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=multimask,
+        repeat_image=False, high_res_features=[h.to(dtype) for h in high_res])
     masks = masks.float()
     token = tokens[:, 0]
     if multimask:

@@ -53,6 +53,11 @@ class DemoResult:
     pipeline_root: str
     data_repo: str
     model_version: str = ""
+    train_run_id: str = ""
+    eval_run_id: str = ""
+    model_id: str = ""
+    data_version: str = ""
+    stack: str = ""
     metrics: dict = field(default_factory=dict)
     served: dict = field(default_factory=dict)
     baselines: dict = field(default_factory=dict)
@@ -174,7 +179,8 @@ def run_end_to_end(out: str | os.PathLike, cfg: DemoConfig | None = None, log=pr
     from reviosa.pipelines.local import pipeline_tasks, run_local
     from reviosa.services import stack
     from reviosa.storage.config import local_config_path
-    from reviosa.tracking.registry import download
+    from reviosa.tracking.naming import TAG_DATA_VERSION, TAG_EVAL_RUN
+    from reviosa.tracking.registry import download, logged_model_id
 
     cfg = cfg or DemoConfig()
     out = Path(out).resolve()
@@ -187,6 +193,8 @@ def run_end_to_end(out: str | os.PathLike, cfg: DemoConfig | None = None, log=pr
     saved_env = dict(os.environ)
     with stages.stage("start S3 + MLflow"):
         state = stack.up(out / "stack", s3_port=0, mlflow_port=0, with_mlflow=True)
+        # Listed in the default state folder, so `reviosa services status|down` find it, even after a crash.
+        stack.register_stack(state.root, f"reviosa demo in {out}")
     try:
         storage = state.storage
         seconds["services"] = time.perf_counter() - t0
@@ -216,9 +224,12 @@ def run_end_to_end(out: str | os.PathLike, cfg: DemoConfig | None = None, log=pr
         seconds["pipeline"] = time.perf_counter() - t
         client = MlflowClient(tracking_uri=state.tracking_uri, registry_uri=state.tracking_uri)
         mv = client.get_model_version_by_alias(cfg.model_name, "candidate")
-        run = client.get_run(mv.run_id)
+        scores = client.get_run(mv.tags[TAG_EVAL_RUN])
         result = DemoResult(out=str(out), tracking_uri=state.tracking_uri, pipeline_root=str(root),
-                            data_repo=str(repo), model_version=str(mv.version), metrics=dict(run.data.metrics))
+                            data_repo=str(repo), model_version=str(mv.version), train_run_id=mv.run_id,
+                            eval_run_id=scores.info.run_id, model_id=logged_model_id(mv),
+                            data_version=mv.tags.get(TAG_DATA_VERSION, ""), stack=str(state.root),
+                            metrics=dict(scores.data.metrics))
         t = time.perf_counter()
         with stages.stage("serve the model (KServe), query it"):
             model_dir = download(client, cfg.model_name, "candidate", out / "served-model")

@@ -13,6 +13,11 @@ MLFLOW_CLIENT_SECRET = "reviosa-mlflow-client"
 STORAGE_CONFIG_MAP = "reviosa-storage"
 #: where steps (and the manifests' reviosa containers) mount that config map
 STORAGE_CONFIG_DIR = "/etc/reviosa"
+#: the in-cluster annotation LLM (``manifests/overlays/gpu-cloud/annotation-llm.yaml``): KServe's Hugging Face runtime
+#: on vLLM behind the InferenceService's Standard-mode Service, OpenAI API under /openai/v1, served under its name;
+#: the annotation pipelines' defaults and AnnotateConfig ``cluster``
+ANNOTATION_LLM_URL = "http://annotation-llm-predictor.reviosa.svc.cluster.local/openai/v1"
+ANNOTATION_LLM_MODEL = "annotation-llm"
 
 
 def cpu(task, cpu: str = "1", memory: str = "4Gi"):
@@ -22,8 +27,9 @@ def cpu(task, cpu: str = "1", memory: str = "4Gi"):
     return task
 
 
-def gpu(task, gpus: int = 1, cpu: str = "8", memory: str = "48Gi"):
-    """Put a step on the tainted GPU pool: ``nvidia.com/gpu`` limit, node selector, toleration."""
+def gpu(task, gpus=1, cpu: str = "8", memory: str = "48Gi"):
+    """Put a step on the tainted GPU pool: ``nvidia.com/gpu`` limit (a number or a pipeline parameter), node
+    selector, toleration."""
     from kfp import kubernetes
 
     task.set_cpu_request(cpu).set_memory_request(memory).set_memory_limit(memory)

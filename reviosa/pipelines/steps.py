@@ -33,14 +33,18 @@ def synth_split(out: str, videos: int, seed: int = 0, split: str = "", config: s
 
 def fetch_split(source: str, out: str, repo: str = "", path: str = "") -> dict:
     """Copy a split into ``out``: with ``repo``, ``path`` (default ``data``) at DVC version ``source`` (a git
-    rev such as ``data-v3``); otherwise ``source[/path]`` as an ``s3://`` prefix or a folder."""
+    rev such as ``data-v3``), whose tag, hash, repository and path join the counts (what the training step records);
+    otherwise ``source[/path]`` as an ``s3://`` prefix or a folder."""
     out_p = Path(out)
     if repo:
         from reviosa.storage.config import load_storage_config
-        from reviosa.storage.dataversions import get_version
+        from reviosa.storage.dataversions import get_version, version_md5
 
-        get_version(repo, source, out_p, load_storage_config(), path=path or "data")
-        return _split_stats(out_p)
+        storage = load_storage_config()
+        get_version(repo, source, out_p, storage, path=path or "data")
+        return {**_split_stats(out_p), "data_version": source, "data_md5": version_md5(repo, source, storage,
+                                                                                      path or "data"),
+                "data_repo": repo, "data_path": path or "data"}
     src = source.rstrip("/") + (f"/{path.strip('/')}" if path else "")
     if src.startswith("s3://"):
         from reviosa.storage.fetch import download
@@ -147,6 +151,24 @@ def snapshot(split: str, repo: str, name: str, message: str) -> dict:
     return {"version": ver.tag, "md5": ver.md5}
 
 
+def lineage_overrides(split_metadata: dict | None = None, data_version: str = "", data_md5: str = "",
+                      data_repo: str = "", data_path: str = "", kfp_run_id: str = "",
+                      kfp_run_name: str = "") -> list[str]:
+    """The overrides that make a training run record where it comes from: the DVC version the pipeline snapshotted
+    (else the one its fetch step read, in ``split_metadata``) and the KFP run."""
+    from reviosa.tracking.naming import TAG_KFP_RUN_ID, TAG_KFP_RUN_NAME
+
+    meta = dict(split_metadata or {})
+    out = []
+    if version := data_version or meta.get("data_version", ""):
+        ref = {"version": version, "md5": data_md5 or meta.get("data_md5") or None,
+               "repo": data_repo or meta.get("data_repo", ""), "path": data_path or meta.get("data_path", "")}
+        out.append(f"tracking.data={json.dumps(ref)}")
+    if tags := {k: v for k, v in ((TAG_KFP_RUN_ID, kfp_run_id), (TAG_KFP_RUN_NAME, kfp_run_name)) if v}:
+        out.append(f"tracking.tags={json.dumps(tags)}")
+    return out
+
+
 def train_switches(epochs: float = 0.0, aml: bool = True, tokens: bool = True, tracking_uri: str = "") -> list[str]:
     """The overrides behind a pipeline's UI switches: length in epochs (0: the config's own length), the Table-4 row
     that AML on/off and two tokens on/off pick, and MLflow tracking (off without a server URI)."""
@@ -170,15 +192,60 @@ def train_config(train_split: str, val_split: str, work: str, config: str = "tin
 
 
 def train(train_split: str, val_split: str, model_out: str, work: str, config: str = "tiny",
-          overrides: Sequence[str] = ()) -> dict:
+          overrides: Sequence[str] = (), nodes: int = 1, gpus_per_node: int = 1, image: str = "",
+          namespace: str = "reviosa") -> dict:
     """Train config ``config`` + ``overrides`` on these splits (resuming from ``work`` if a previous attempt left
-    checkpoints there); the final model goes to ``model_out``."""
-    from reviosa.train.recipes.finetune import run
+    checkpoints there); the final model goes to ``model_out``.
 
+    One node trains in this process, or under torchrun with ``gpus_per_node`` processes; ``nodes > 1`` becomes a
+    Kubeflow Trainer TrainJob with the project ``image`` in ``namespace`` (:mod:`reviosa.pipelines.trainjob`).
+    """
+    if nodes < 1 or gpus_per_node < 1:
+        raise ValueError(f"nodes and gpus_per_node must be at least 1, got {nodes} and {gpus_per_node}")
     cfg = train_config(train_split, val_split, work, config, overrides)
-    summary = run(cfg, resume=(Path(work) / "checkpoints").is_dir(), progress=False)
+    if nodes > 1:
+        from reviosa.pipelines.trainjob import job_name, run_multinode
+
+        name = job_name(os.path.abspath(model_out))
+        summary = run_multinode(cfg, model_out, nodes=nodes, gpus_per_node=gpus_per_node, image=image,
+                                namespace=namespace, name=name)
+        return {"steps": summary["step"], "nodes": nodes, "gpus_per_node": gpus_per_node, "trainjob": name,
+                **_tracked(summary)}
+    resume = cfg.checkpoint.dir is not None or (Path(work) / "checkpoints").is_dir()
+    if gpus_per_node > 1:
+        summary = _torchrun(cfg, gpus_per_node, resume)
+    else:
+        from reviosa.train.recipes.finetune import run
+
+        summary = run(cfg, resume=resume, progress=False)
     shutil.copytree(summary["final"], model_out, dirs_exist_ok=True)
-    return {"steps": summary["step"], **{k: v for k, v in summary.items() if isinstance(v, (int, float))}}
+    return {"steps": summary["step"], **{k: v for k, v in summary.items() if isinstance(v, (int, float))},
+            **_tracked(summary)}
+
+
+def _tracked(summary: dict) -> dict[str, str]:
+    """The MLflow run and logged model of a training summary: the register step registers that model."""
+    model = str(summary.get("model_uri") or "")
+    return {"mlflow_run_id": str(summary.get("run_id") or ""),
+            "mlflow_model_id": model.removeprefix("models:/") if model.startswith("models:/") else ""}
+
+
+def _torchrun(cfg, gpus: int, resume: bool) -> dict:
+    """Run the fine-tuning entry point under torchrun with ``gpus`` processes on this node; its summary."""
+    import subprocess
+    import sys
+
+    from reviosa.data.atomic import atomic_write_text
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = out / "launch_config.yaml"
+    atomic_write_text(resolved, cfg.to_yaml())
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(gpus),
+            "-m", "reviosa.train", "--config", str(resolved), "--no-progress", *(["--resume"] if resume else [])]
+    # Its output is the step's log; a failed rank fails torchrun and so the step.
+    subprocess.run(argv, check=True)
+    return json.loads((out / "summary.json").read_text())
 
 
 def predict_split(model_uri: str, split: str, out: str, max_videos: int = 0, device: str = "auto",
@@ -246,28 +313,44 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def register(model_dir: str, metrics: dict[str, float], name: str, tracking_uri: str, data_version: str = "") -> dict:
-    """Log the checkpoint and its scores to an MLflow run and register it as ``name@candidate``."""
+def register(model_dir: str, metrics: dict[str, float], name: str, tracking_uri: str, data_version: str = "",
+             model_meta: dict | None = None, data_md5: str = "", data_repo: str = "", data_path: str = "",
+             kfp_run_id: str = "", kfp_run_name: str = "") -> dict:
+    """Register the model the training run logged (``model_meta``: the train step's metadata) as ``name@candidate``:
+    its scores become an evaluation run on the split at ``data_version`` (the model's metrics too), and the version's
+    tags and description carry the data version, scores, code commit, KFP run and both runs."""
     from mlflow import MlflowClient
 
-    from reviosa.tracking.registry import log_model_files
-    from reviosa.tracking.registry import register as register_version
+    from reviosa.tracking.context import DataRef
+    from reviosa.tracking.evaluation import log_evaluation
+    from reviosa.tracking.naming import TAG_KFP_RUN_ID, TAG_KFP_RUN_NAME, TAG_TRAIN_RUN
+    from reviosa.tracking.registry import register_model, version_description, version_tags
 
+    meta = dict(model_meta or {})
+    model_id, run_id = meta.get("mlflow_model_id"), meta.get("mlflow_run_id")
+    if not model_id or not run_id:
+        raise RuntimeError(f"{model_dir}: the train step logged no model to MLflow (its metadata has no "
+                           "mlflow_model_id); it needs the same tracking_uri as this step")
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    exp = client.get_experiment_by_name("reviosa/pipeline") or None
-    exp_id = exp.experiment_id if exp else client.create_experiment("reviosa/pipeline")
-    run = client.create_run(exp_id, run_name=f"register-{name}",
-                            tags={"reviosa.data_version": data_version or "untracked"})
-    for key, value in metrics.items():
-        client.log_metric(run.info.run_id, key.replace("&", "and"), value)
-    log_model_files(client, run.info.run_id, [model_dir])
-    client.set_terminated(run.info.run_id)
-    version = register_version(client, name, run.info.run_id)
-    return {"name": name, "version": str(version.version), "run_id": run.info.run_id, "source": version.source}
+    run = client.get_run(run_id)
+    kfp = {k: v for k, v in ((TAG_KFP_RUN_ID, kfp_run_id), (TAG_KFP_RUN_NAME, kfp_run_name)) if v}
+    scored_on = DataRef(version=data_version or None, md5=data_md5 or None, repo=data_repo,
+                        path=data_path or "data/val",
+                        note="" if data_version else "the pipeline passed no dataset version")
+    eval_run = log_evaluation(metrics, dataset=(Path(scored_on.path).name or "val").lower(), data=scored_on,
+                              run_name="eval-" + (run.info.run_name or run_id).removeprefix("train-"),
+                              model_id=model_id, tags={**kfp, TAG_TRAIN_RUN: run_id}, tracking_uri=tracking_uri)
+    tags = version_tags(run, metrics, eval_run, kfp)
+    version = register_model(client, name, model_id, tags=tags,
+                             description=version_description(run, tags, tracking_uri))
+    return {"name": name, "version": str(version.version), "run_id": run_id, "eval_run_id": eval_run,
+            "model_id": model_id, "source": version.source}
 
 
-def inference_service(name: str, storage_uri: str, image: str, gpus: int = 1, namespace: str = "reviosa") -> dict:
-    """The KServe ``InferenceService`` serving ``storage_uri`` with the project image (``reviosa serve``)."""
+def inference_service(name: str, storage_uri: str, image: str, gpus: int = 1, namespace: str = "reviosa",
+                      annotations: dict[str, str] | None = None) -> dict:
+    """The KServe ``InferenceService`` serving ``storage_uri`` with the project image (``reviosa serve``);
+    ``annotations`` name the registered model version it serves."""
     from reviosa.serve.config import cluster_hosts
 
     resources = {"requests": {"cpu": "2", "memory": "16Gi"}, "limits": {"cpu": "4", "memory": "24Gi"}}
@@ -301,17 +384,28 @@ def inference_service(name: str, storage_uri: str, image: str, gpus: int = 1, na
         predictor["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
             "metadata": {"name": name, "namespace": namespace,
-                         "annotations": {"serving.kserve.io/deploymentMode": "Standard"}},
+                         "annotations": {**(annotations or {}), "serving.kserve.io/deploymentMode": "Standard"}},
             "spec": {"predictor": predictor}}
 
 
-def deploy(name: str, storage_uri: str, image: str, gpus: int, namespace: str, apply: bool, out: str) -> dict:
-    """Write the InferenceService manifest and, with ``apply``, create or replace it in the cluster."""
+def deploy(name: str, storage_uri: str, image: str, gpus: int, namespace: str, apply: bool, out: str,
+           model_version: str = "", tracking_uri: str = "") -> dict:
+    """Write the InferenceService manifest and, with ``apply``, create or replace it in the cluster; with
+    ``model_version`` (of registered model ``name``) its annotations name that version and, once applied, the
+    version's MLflow tags name the InferenceService."""
     import yaml
 
     from reviosa.data.atomic import atomic_write_text
 
-    isvc = inference_service(name, storage_uri, image, gpus, namespace)
+    annotations, tracking = {}, None
+    if model_version and tracking_uri:
+        from mlflow import MlflowClient
+
+        from reviosa.tracking.registry import deployment_annotations
+
+        tracking = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        annotations = deployment_annotations(tracking, name, model_version)
+    isvc = inference_service(name, storage_uri, image, gpus, namespace, annotations)
     atomic_write_text(out, yaml.safe_dump(isvc, sort_keys=False))
     if not apply:
         return {"applied": 0, "name": name}
@@ -329,7 +423,11 @@ def deploy(name: str, storage_uri: str, image: str, gpus: int, namespace: str, a
         if err.status != 404:
             raise
         api.create_namespaced_custom_object(*args, isvc)
-    return {"applied": 1, "name": name}
+    if tracking is not None:
+        from reviosa.tracking.registry import record_deployment
+
+        record_deployment(tracking, name, model_version, namespace, name)
+    return {"applied": 1, "name": name, "model_version": model_version}
 
 
 def record_status(state: str, job: str, task: str, error_code, error_message: str, out: str) -> dict:

@@ -3,6 +3,9 @@
 S3 (SeaweedFS) and an MLflow server (sqlite store, artifacts in that S3) on 127.0.0.1. State lives in
 ``<state>/services/``: ``state.json`` (pids, ports), ``credentials.json`` (random keys, mode 0600, git-ignored
 because ``.reviosa/`` is) and ``storage.yaml`` (the :class:`StorageConfig` every client then loads).
+
+A stack kept in another state folder (``reviosa demo`` keeps its own) is listed in ``stacks.json`` of the default
+one (:func:`register_stack`), so ``reviosa services status`` shows it and ``reviosa services down`` stops it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from reviosa.storage.config import S3Credentials, StorageConfig, local_config_pa
 from reviosa.storage.errors import StorageError
 
 DEFAULT_BUCKET = "reviosa"
+INDEX_FILE = "stacks.json"
 
 
 @dataclass
@@ -122,7 +126,50 @@ def down(root: Path | None = None, only: str | None = None) -> list[str]:
         del state.servers[name]
     if state.services_dir.exists():
         state.save()
+    if not state.servers:
+        unregister_stack(state.root)
     return stopped
+
+
+def _index_path(index: Path | None) -> Path:
+    return Path(index or state_dir()).resolve() / "services" / INDEX_FILE
+
+
+def _read_index(index: Path | None) -> dict[str, str]:
+    path = _index_path(index)
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def register_stack(root: Path, label: str, index: Path | None = None) -> None:
+    """List the stack of state folder ``root`` (not the default one) in the default folder's index as ``label``."""
+    root = Path(root).resolve()
+    if root == Path(index or state_dir()).resolve():
+        return
+    stacks = _read_index(index)
+    stacks.pop(str(root), None)  # the newest entry is last: the tracking URI lookup prefers it
+    stacks[str(root)] = label
+    atomic_write_text(_index_path(index), json.dumps(stacks, indent=1))
+
+
+def unregister_stack(root: Path, index: Path | None = None) -> None:
+    """Drop state folder ``root`` from the index (its servers are stopped)."""
+    stacks = _read_index(index)
+    if stacks.pop(str(Path(root).resolve()), None) is not None:
+        atomic_write_text(_index_path(index), json.dumps(stacks, indent=1))
+
+
+def registered_stacks(index: Path | None = None) -> dict[Path, str]:
+    """The other state folders the index lists, by label; folders whose state no longer records a server drop out."""
+    found = {}
+    for root, label in _read_index(index).items():
+        if load_state(Path(root)).servers:
+            found[Path(root)] = label
+        else:
+            unregister_stack(Path(root), index)
+    return found
 
 
 def status(root: Path | None = None) -> dict[str, dict]:

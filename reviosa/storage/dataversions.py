@@ -258,3 +258,13 @@ def get_version(repo: str, rev: str, out: str | os.PathLike, storage: StorageCon
         raise DataVersionError(f"{path!r} does not exist in {repo} at {rev}")
     fs.get(path, str(out), recursive=True)
     return out
+
+
+def version_md5(repo: str, rev: str, storage: StorageConfig, path: str = "data") -> str:
+    """The content hash of the DVC-tracked folder ``path`` lies in (``data/train``: ``data.dvc``'s md5) at ``rev``;
+    empty when that folder has no ``.dvc`` file there."""
+    from dvc.api import DVCFileSystem
+
+    fs = DVCFileSystem(repo, rev=rev, remote=REMOTE, remote_config=storage.dvc_remote_config())
+    dvc_file = f"/{path.strip('/').split('/')[0]}.dvc"
+    return parse_dvc_file(fs.read_text(dvc_file))["md5"] if fs.exists(dvc_file) else ""

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from reviosa.tracking.config import client as make_client
-from reviosa.tracking.context import run_tags
-from reviosa.tracking.naming import TAG_KIND, experiment_name, metric_key
+from reviosa.tracking.context import DataRef, ensure_experiment, find_data_version, run_tags
+from reviosa.tracking.naming import TAG_KFP_RUN_NAME, TAG_KIND, experiment_name, metric_key
 
 Rows = Sequence[Mapping[str, Any]]
 
@@ -58,14 +58,16 @@ def mlflow_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
 def log_evaluation(metrics: Mapping[str, Any], *, dataset: str, run_name: str | None = None,
                    params: Mapping[str, Any] | None = None, per_expression: str | os.PathLike | Rows | None = None,
                    plots: Sequence[str | os.PathLike] = (), gifs: Sequence[str | os.PathLike] = (),
-                   data_version: str | None = None, tags: Mapping[str, str] | None = None,
+                   data: DataRef | None = None, model_id: str | None = None, tags: Mapping[str, str] | None = None,
                    tracking_uri: str | None = None, repo_root: str | os.PathLike | None = None) -> str:
     """Create a run in ``reviosa/eval/<dataset>`` holding the evaluation; return its run id.
 
     ``metrics`` is whatever the evaluator returns (``actor_J``, ``rvos_J&F``, ...); keys are made MLflow-safe.
-    The run carries the git commit and dataset version as tags, so every number traces to code and data.
+    The run carries the code commit and the dataset version it read (``data``; default: the DVC version of
+    ``<repo_root>/data`` on disk) as tags and as its dataset input, so every number traces to code and data. With
+    ``model_id`` the scores are the logged model's too (its page lists them) and the model is the run's input.
     """
-    from mlflow.entities import Metric, Param, RunStatus
+    from mlflow.entities import LoggedModelInput, Metric, Param, RunStatus
 
     values = mlflow_metrics(metrics)
     rows = load_rows(per_expression) if per_expression is not None else None
@@ -76,9 +78,10 @@ def log_evaluation(metrics: Mapping[str, Any], *, dataset: str, run_name: str | 
 
     client = make_client(tracking_uri)
     name = experiment_name("eval", dataset)
-    exp = client.get_experiment_by_name(name)
-    exp_id = exp.experiment_id if exp else client.create_experiment(name)
-    all_tags = run_tags(repo_root, data_version)
+    exp_id = ensure_experiment(client, name)
+    data = data or find_data_version(Path(repo_root or Path.cwd()) / "data")
+    kfp_run = (tags or {}).get(TAG_KFP_RUN_NAME)
+    all_tags = run_tags(data, f"KFP run {kfp_run}" if kfp_run else "reviosa evaluate", job=bool(kfp_run))
     all_tags[TAG_KIND] = "eval"
     all_tags.update(tags or {})
     run = client.create_run(exp_id, run_name=run_name, tags=all_tags)
@@ -87,7 +90,12 @@ def log_evaluation(metrics: Mapping[str, Any], *, dataset: str, run_name: str | 
         import time
 
         now = int(time.time() * 1000)
-        client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in values.items()],
+        client.log_inputs(run_id, datasets=[data.dataset_input("evaluation")],
+                          models=[LoggedModelInput(model_id)] if model_id else None)
+        scored = data.dataset_input("evaluation").dataset
+        on_model = {"model_id": model_id, "dataset_name": scored.name, "dataset_digest": scored.digest} \
+            if model_id else {}
+        client.log_batch(run_id, metrics=[Metric(k, v, now, 0, **on_model) for k, v in values.items()],
                          params=[Param(k, str(v)) for k, v in (params or {}).items()])
         if rows is not None:
             buf = io.StringIO()

@@ -14,6 +14,21 @@ TAG_DATA_MD5 = "reviosa.data.md5"  # data.dvc directory hash: exact even between
 TAG_GIT_COMMIT = "mlflow.source.git.commit"  # MLflow's own key, so the UI links the commit
 TAG_GIT_DIRTY = "reviosa.git.dirty"
 TAG_KIND = "reviosa.run.kind"  # eval | train | baseline
+TAG_RUN_NOTE = "mlflow.note.content"  # MLflow's own key: the run page shows it as the run's description
+TAG_DATA_REPO = "reviosa.data.repo"  # the git + DVC repository holding the version (URL or folder)
+TAG_DATA_PATH = "reviosa.data.path"  # the split's path inside that repository
+TAG_DATA_NOTE = "reviosa.data.note"  # why a run's data is untracked
+TAG_KFP_RUN_ID = "reviosa.kfp.run_id"  # the KFP run (its UUID in the KFP UI) that made a run or version
+TAG_KFP_RUN_NAME = "reviosa.kfp.run_name"
+TAG_TRAIN_RUN = "reviosa.train.run_id"  # on a model version and its evaluation run: the run that trained it
+TAG_EVAL_RUN = "reviosa.eval.run_id"  # on a model version: the run holding its InterRVOS scores
+TAG_SCORE_PREFIX = "reviosa.score."  # model version tags: reviosa.score.actor_JF, ...
+UNTRACKED = "untracked"
+
+# MLflow 3's UI opens an experiment in the view its kind names (the key and values are the UI's own, see
+# mlflow/server/js: "genai_development" is the GenAI traces/evaluations view); ours are model-training experiments.
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 CHAMPION = "champion"  # the model version serving traffic
 CANDIDATE = "candidate"  # the version waiting for evaluation / promotion

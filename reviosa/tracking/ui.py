@@ -10,13 +10,31 @@ from pathlib import Path
 from urllib.parse import quote
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+# MLflow 3.17's UI opens every experiment in the GenAI view unless the link (or the sidebar switch, kept in the
+# browser) says otherwise; the experiment's mlflow.experimentKind tag no longer decides it.
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """Link to a run's page in the model-training view."""
+    return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{MODEL_TRAINING_VIEW}"
+
+
+def experiment_url(tracking_uri: str, experiment_id: str) -> str:
+    """Link to an experiment's runs in the model-training view."""
+    return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}?{MODEL_TRAINING_VIEW}"
+
+
+def model_version_url(tracking_uri: str, name: str, version: str) -> str:
+    """Link to a registered model version's page."""
+    return f"{tracking_uri.rstrip('/')}/#/models/{quote(name, safe='')}/versions/{version}"
 
 
 def compare_runs_url(tracking_uri: str, run_ids: list[str], experiment_ids: list[str]) -> str:
     """Link to MLflow's compare-runs page for ``run_ids``."""
     runs = quote(json.dumps(run_ids, separators=(",", ":")))
     exps = quote(json.dumps(experiment_ids, separators=(",", ":")))
-    return f"{tracking_uri.rstrip('/')}/#/compare-runs?runs={runs}&experiments={exps}"
+    return f"{tracking_uri.rstrip('/')}/#/compare-runs?runs={runs}&experiments={exps}&{MODEL_TRAINING_VIEW}"
 
 
 def find_chromium() -> str | None:

@@ -10,7 +10,8 @@ import json
 import typer
 
 
-def finetune(config: str = typer.Option(..., "--config", help="Training config: shipped name (tiny, 1b) or YAML path"),
+def finetune(config: str = typer.Option(..., "--config", help="Training config: shipped name (tiny, 1b), YAML path or "
+                                         "s3:// URI"),
              set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
                                            help="Override a field, dotted: --set model.loss.aml_heads=[] (repeatable)"),
              ablation: str | None = typer.Option(None, "--ablation", help="Table-4 row applied after --set: i, ii, "

@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 
 from reviosa.config import Config
 from reviosa.model.config import ModelConfig
+from reviosa.tracking.context import DataRef
 
 CONFIG_DIR = Path(__file__).with_name("configs")
 
@@ -77,6 +78,9 @@ class CheckpointConfig(Config):
 
     every: int = Field(50, ge=1)
     keep: int = Field(2, ge=1)
+    dir: str | None = Field(None, description="checkpoint folder: None = <out>/checkpoints, a path, or an s3:// URI "
+                            "shared by every node of a job (each checkpoint is uploaded whole before latest.json "
+                            "names it, and --resume downloads the one it names)")
 
 
 class ValidationConfig(Config):
@@ -94,7 +98,10 @@ class TrackingConfig(Config):
     enabled: bool = True
     uri: str | None = None
     experiment: str = "reviosa-train"
-    run_name: str | None = None
+    run_name: str | None = Field(None, description="None: what ran, e.g. train-1b-aml-tokens-data-v2")
+    data: DataRef | None = Field(None, description="the dataset version of data.train as a pipeline knows it; None: "
+                                 "found from the DVC repository holding data.train, else recorded as untracked")
+    tags: dict[str, str] = Field({}, description="extra run tags (a pipeline's KFP run)")
     log_every: int = Field(1, ge=1)
     system_metrics: bool = True
     system_metrics_interval: float = Field(10.0, gt=0, description="seconds between CPU/GPU/memory samples")
@@ -111,6 +118,8 @@ class TrainConfig(Config):
                                   "they must fit ``model``")
     data: DataConfig
     out: str = Field("runs/train", description="output folder: checkpoints/, final/, mlruns.db")
+    publish: str | None = Field(None, description="folder or s3:// URI that receives final/ and then summary.json "
+                                "when the run ends (where a multi-node launcher collects the model)")
     steps: int = Field(100, ge=1, description="optimizer steps (ignored when ``epochs`` is set)")
     epochs: float | None = Field(None, gt=0, description="run length in passes over the training items (data.unit); "
                                  "when set, steps = ceil(epochs * items / samples per optimizer step)")

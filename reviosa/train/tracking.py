@@ -1,4 +1,5 @@
-"""MLflow for a training run (rank 0 only): params, per-step metrics, validation, overlays, the final model."""
+"""MLflow for a training run (rank 0 only): dataset version, params, per-step metrics, validation, overlays, the final
+model as a logged model."""
 
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ class RunLogger:
         import mlflow
         from mlflow import MlflowClient
 
-        from reviosa.tracking.context import run_tags
-        from reviosa.tracking.naming import TAG_KIND
+        from reviosa.tracking.context import DataRef, ensure_experiment, find_data_version, log_data_input, run_tags
+        from reviosa.tracking.naming import TAG_KFP_RUN_NAME, TAG_KIND, TAG_RUN_NOTE
 
         self.cfg = cfg
         self.uri = tracking_uri(cfg)
@@ -39,21 +40,26 @@ class RunLogger:
         run_file = Path(cfg.out) / RUN_FILE
         run_id = json.loads(run_file.read_text())["run_id"] if resume and run_file.is_file() else None
         if run_id is None:
-            exp = self.client.get_experiment_by_name(cfg.tracking.experiment)
-            if exp is None:
-                # A local store keeps its artifacts beside the database instead of in the working directory.
-                where = (Path(cfg.out) / "mlartifacts").resolve().as_uri() if self.uri.startswith("sqlite") else None
-                exp_id = self.client.create_experiment(cfg.tracking.experiment, artifact_location=where)
-            else:
-                exp_id = exp.experiment_id
-            tags = {**run_tags(), TAG_KIND: "train"}
-            run_id = self.client.create_run(exp_id, run_name=cfg.tracking.run_name, tags=tags).info.run_id
+            # A local store keeps its artifacts beside the database instead of in the working directory.
+            where = (Path(cfg.out) / "mlartifacts").resolve().as_uri() if self.uri.startswith("sqlite") else None
+            exp_id = ensure_experiment(self.client, cfg.tracking.experiment, artifact_location=where)
+            self.data = cfg.tracking.data or find_data_version(cfg.data.train)
+            kfp_run = cfg.tracking.tags.get(TAG_KFP_RUN_NAME)
+            tags = {**run_tags(self.data, f"KFP run {kfp_run}" if kfp_run else "reviosa train", job=bool(kfp_run)),
+                    TAG_KIND: "train", TAG_RUN_NOTE: run_description(cfg, self.data, kfp_run), **cfg.tracking.tags}
+            run_id = self.client.create_run(exp_id, run_name=cfg.tracking.run_name or run_name(cfg, self.data),
+                                            tags=tags).info.run_id
             atomic_write_text(run_file, json.dumps({"run_id": run_id, "tracking_uri": self.uri}))
+            log_data_input(self.client, run_id, self.data, "training")
+            if cfg.data.val and cfg.tracking.data is None:
+                log_data_input(self.client, run_id, find_data_version(cfg.data.val), "validation")
             params = _params(cfg.flat_params())
             for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
                 self.client.log_batch(run_id, params=params[i:i + 100])
             self.client.log_text(run_id, cfg.to_yaml(), "config/train.yaml")
             self.client.log_text(run_id, cfg.model.to_yaml(), "config/model.yaml")
+        else:
+            self.data = DataRef.from_tags(self.client.get_run(run_id).data.tags)
         self.run_id = run_id
         self._system = None
         if cfg.tracking.system_metrics:
@@ -81,17 +87,44 @@ class RunLogger:
         for p in paths:
             self.client.log_artifact(self.run_id, str(p), folder)
 
-    def model(self, directory: Path) -> str:
-        """Log a ``save_pretrained`` folder as the run's model files; returns its ``runs:/`` URI."""
-        from reviosa.tracking.registry import log_model_files
+    def model(self, directory: Path, step: int = 0) -> str:
+        """Log a ``save_pretrained`` folder as the run's logged model (with the run's config and data version);
+        returns its ``models:/`` URI."""
+        from reviosa.tracking.registry import log_logged_model
 
-        return log_model_files(self.client, self.run_id, [directory])
+        cfg = self.cfg
+        params = {"steps": str(step or cfg.steps), "seg_tokens": str(not cfg.model.shared_seg_token).lower(),
+                  "aml": str(bool(cfg.model.loss.aml_heads)).lower(), "init_from": cfg.init_from or ""}
+        model = log_logged_model(self.client, self.run_id, directory, name=cfg.model.name, step=step,
+                                 params=params, tags=self.data.tags(), files={"train_config.yaml": cfg.to_yaml()})
+        return f"models:/{model.model_id}"
 
     def close(self, status: str = "FINISHED") -> None:
         """Stop the system-metrics thread and end the run."""
         if self._system is not None:
             self._system.finish()
         self.client.set_terminated(self.run_id, status)
+
+
+def run_description(cfg: TrainConfig, data, kfp_run: str | None = None) -> str:
+    """The run page's description: the model and Table-4 row, the dataset version it read and what launched it."""
+    aml = "attention-mask loss on" if cfg.model.loss.aml_heads else "attention-mask loss off"
+    tokens = "one shared [SEG] token" if cfg.model.shared_seg_token else "two tokens [SEG_ACT]/[SEG_TAR]"
+    if data.version:
+        where = f"`{data.path}` in {data.repo}" if data.repo else f"`{data.path}`"
+        dataset = f"dataset version **{data.version}** (md5 {data.md5 or '?'}, {where})"
+    else:
+        dataset = f"untracked data ({data.note or 'no dataset version'})"
+    return (f"Fine-tunes {cfg.model.name} ({aml}, {tokens}) on {dataset}; "
+            + (f"launched by KFP run {kfp_run}." if kfp_run else "launched by `reviosa train`."))
+
+
+def run_name(cfg: TrainConfig, data) -> str:
+    """What ran: ``train-<model>-<aml|noaml>-<tokens|onetoken>-<data version>``, e.g. train-1b-aml-tokens-data-v2."""
+    size = cfg.model.name.removeprefix("reviosa-")
+    aml = "aml" if cfg.model.loss.aml_heads else "noaml"
+    tokens = "onetoken" if cfg.model.shared_seg_token else "tokens"
+    return f"train-{size}-{aml}-{tokens}-{data.version or 'untracked'}"
 
 
 def _params(flat: dict[str, str]):

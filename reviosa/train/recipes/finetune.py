@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from reviosa.data.atomic import atomic_write_text
+from reviosa.storage.fetch import is_s3
 from reviosa.train import checkpoints
 from reviosa.train import distributed as dist_ops
 from reviosa.train.config import TrainConfig
@@ -31,7 +32,9 @@ class FinetuneRecipe:
           the ablations of Table 4 are model-config overrides (``reviosa/train/ablations/``);
         - ``steps`` or ``epochs``; AdamW with warm-up and cosine decay; gradient accumulation and clipping;
         - ``deepspeed.precision`` fp32 / bf16 / fp16 and ZeRO stage; ``mask_only_steps``;
-        - checkpoints every ``checkpoint.every`` steps, resumed with the same data order (``resume=True``);
+        - checkpoints every ``checkpoint.every`` steps, resumed with the same data order (``resume=True``), in
+          ``out`` or an ``s3://`` folder every node shares (``checkpoint.dir``); splits may be ``s3://`` prefixes;
+        - ``publish``: the final model and summary copied to a folder or ``s3://`` URI at the end;
         - MLflow params, per-step losses, validation scores and overlays, the final model (``tracking``).
 
     Raises:
@@ -46,7 +49,10 @@ class FinetuneRecipe:
         self.resume = resume
         self.progress = progress
         self.out = Path(cfg.out)
-        self.ckpt_dir = self.out / "checkpoints"
+        where = cfg.checkpoint.dir
+        # With an s3:// checkpoint folder the local one only stages what this node uploads or downloads.
+        self.remote = where if where and is_s3(where) else None
+        self.ckpt_dir = Path(where) if where and not self.remote else self.out / "checkpoints"
         self.dist: dist_ops.Dist | None = None
         self.logger = None
         self.step = 0
@@ -69,7 +75,7 @@ class FinetuneRecipe:
             self.out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out / "train_config.yaml", cfg.to_yaml())
         self.model = build_model(cfg)
-        train_ds = InterRVOSDataset.load(cfg.data.train)
+        train_ds = InterRVOSDataset.load(self._local(cfg.data.train))
         self.clips = ExpressionClips(train_ds, cfg.model, self.model.tokenizer, cfg.data.expressions_per_sample,
                                      cfg.data.augment, cfg.seed, unit=cfg.data.unit)
         self.loader, self.sampler = make_loader(self.clips, cfg.batch_size, self.dist.rank, self.dist.world_size,
@@ -80,17 +86,24 @@ class FinetuneRecipe:
         optimizer, scheduler = adamw(trainable, cfg, self.total_steps)
         self.engine, _, _, _ = deepspeed.initialize(model=self.model, optimizer=optimizer, lr_scheduler=scheduler,
                                                     config=deepspeed_config(cfg, self.dist.world_size, self.precision))
-        mark = checkpoints.latest(self.ckpt_dir) if self.resume else None
+        mark = None
+        if self.resume:
+            mark = checkpoints.latest_remote(self.remote) if self.remote else checkpoints.latest(self.ckpt_dir)
         if self.resume and mark is None and self.dist.main:
-            print(f"--resume: no checkpoint in {self.ckpt_dir}, starting from step 0")
+            print(f"--resume: no checkpoint in {self.remote or self.ckpt_dir}, starting from step 0")
         if mark is not None:
+            if self.remote:
+                checkpoints.pull(self.remote, self.ckpt_dir, mark, self.dist)
             self.step = checkpoints.load(self.engine, self.ckpt_dir, mark)
-        self.val_ds = InterRVOSDataset.load(cfg.data.val) if cfg.data.val else None
+        self.val_ds = InterRVOSDataset.load(self._local(cfg.data.val)) if cfg.data.val else None
         if self.dist.main:
             if self.resume and self.ckpt_dir.is_dir():
                 # A crash mid-save leaves a newer, uncommitted folder; the steps after the resume write it afresh.
                 for tag in checkpoints.discard_uncommitted(self.ckpt_dir, mark):
                     print(f"--resume: discarded the incomplete checkpoint {self.ckpt_dir / tag}")
+            if self.resume and self.remote:
+                for tag in checkpoints.discard_uncommitted_remote(self.remote, mark):
+                    print(f"--resume: discarded the incomplete checkpoint {self.remote.rstrip('/')}/{tag}")
             checkpoints.truncate_history(self.out / checkpoints.HISTORY, self.step)
             if cfg.tracking.enabled:
                 from reviosa.train.tracking import RunLogger
@@ -134,7 +147,7 @@ class FinetuneRecipe:
                 elapsed, t_step = time.perf_counter() - t_step, time.perf_counter()
                 self._record(dist_ops.reduce_mean(parts, dist), epoch, elapsed, items, bar)
                 if self.step % cfg.checkpoint.every == 0 or self.step == self.total_steps:
-                    checkpoints.save(engine, self.ckpt_dir, self.step, cfg.checkpoint.keep, dist)
+                    checkpoints.save(engine, self.ckpt_dir, self.step, cfg.checkpoint.keep, dist, self.remote)
                 if self.val_ds is not None and cfg.validation.every and self.step % cfg.validation.every == 0 \
                         and self.step < self.total_steps:
                     self._validate()
@@ -192,12 +205,25 @@ class FinetuneRecipe:
             final = self.engine.module.save_pretrained(self.out / "final")
             summary["final"] = str(final)
             if self.logger is not None and self.cfg.tracking.log_model:
-                summary["model_uri"] = self.logger.model(final)
+                summary["model_uri"] = self.logger.model(final, self.step)
             if self.logger is not None:
                 summary["run_id"] = self.logger.run_id
             atomic_write_text(self.out / "summary.json", json.dumps(summary, indent=2))
+            if self.cfg.publish:
+                publish(self.cfg.publish, final, self.out / "summary.json")
         torch.distributed.barrier()
         return summary
+
+    def _local(self, split: str) -> str:
+        """A local folder for a split: itself, or for an ``s3://`` prefix the cached copy (once per node)."""
+        if not is_s3(split):
+            return split
+        from reviosa.storage.fetch import fetch
+
+        if self.dist.local_rank == 0:
+            fetch(split)
+        torch.distributed.barrier()  # the node's copy is complete before the other ranks look it up
+        return str(fetch(split))
 
     # ---------------------------------------------------------------- cleanup
     def cleanup(self, failed: bool = False) -> None:
@@ -206,6 +232,21 @@ class FinetuneRecipe:
             self.logger.close("FAILED" if failed else "FINISHED")
             self.logger = None
         dist_ops.teardown(self.dist)
+
+
+def publish(dest: str, final: Path, summary: Path) -> None:
+    """Copy the final model to ``<dest>/final`` and then the summary beside it: the summary marks it complete."""
+    if is_s3(dest):
+        from reviosa.storage.objects import join, upload
+
+        upload(final, join(dest, "final"))
+        upload(summary, join(dest, "summary.json"))
+        return
+    import shutil
+
+    Path(dest).mkdir(parents=True, exist_ok=True)
+    shutil.copytree(final, Path(dest) / "final", dirs_exist_ok=True)
+    atomic_write_text(Path(dest) / "summary.json", summary.read_text())
 
 
 def build_model(cfg: TrainConfig):
@@ -241,11 +282,17 @@ def run(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> dic
 
 
 def load_config(config: str | Path, overrides: list[str] = (), ablation: str | None = None) -> TrainConfig:
-    """A training config from a shipped name or path, ``key=value`` overrides, then an optional Table-4 row.
+    """A training config from a shipped name, a path or an ``s3://`` YAML, ``key=value`` overrides, then an optional
+    Table-4 row.
 
     The row comes last so the run is that row whatever else changed (``model=1b`` swaps the whole model first).
     """
     from reviosa.train.ablation import Ablation
+
+    if is_s3(config):  # a multi-node job's pods read the config their launcher resolved and uploaded
+        from reviosa.storage.fetch import fetch
+
+        config = fetch(config)
 
     row = list(Ablation.from_yaml(ablation).overrides) if ablation else []
     return TrainConfig.from_yaml(config, list(overrides) + row)
