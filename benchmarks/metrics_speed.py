@@ -10,10 +10,12 @@ no dilation when a boundary is empty. Ours is :func:`reviosa.evaluate.metrics.jf
 Both run in this process, one after the other in each repeat, on the same realistic masks (a GT ellipse on a
 random walk through the video, a prediction that wobbles around it, an absent-object frame, a missed frame and
 an all-empty frame); the best of the repeats is kept for each. Frames per second come from wall-clock time;
-the ratio is also given in CPU time (both run on one core), which is steadier on a loaded machine. Every
-frame's J and F must be bit-identical.
+the ratio is also given in CPU time, which is steadier on a loaded machine. Both sides call cv2, whose own
+thread pool (``--threads``, default 1) would otherwise run some of our reductions on several cores while the
+reference's calls stay mostly serial: with one thread the two ratios agree. Every frame's J and F must be
+bit-identical.
 
-    python benchmarks/metrics_speed.py [--frames 60] [--repeats 9]
+    python benchmarks/metrics_speed.py [--frames 60] [--repeats 9] [--threads 1]
 """
 
 from __future__ import annotations
@@ -63,7 +65,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--threads", type=int, default=1, help="cv2 threads for both sides (0: cv2's default)")
     args = ap.parse_args()
+    if args.threads:
+        cv2.setNumThreads(args.threads)
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; cv2 threads {cv2.getNumThreads()}")
     print(f"{'size':>10} {'r':>3} {'ours fps':>9} {'cv2 ref fps':>12} {'ratio':>7} {'(CPU)':>7}  identical")
     for h, w in [(480, 854), (720, 1280), (256, 256)]:
