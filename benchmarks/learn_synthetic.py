@@ -43,10 +43,11 @@ interactions by level -- class ("the circle chasing the square") or appearance -
 predictor. Scores are kept beside each checkpoint (``scores-<name>.json``, keyed by the weights' hash), so a rerun
 with more seeds or variants only scores what is new.
 
-``--mask-only-steps N`` starts every variant with N steps of mask losses alone (the trainer's ``mask_only_steps``);
 ``--set model.loss.target_normalization=official`` (repeatable) changes every variant's training config and
 leaves the warm start as it is, so a lever is compared on one shared pretrained checkpoint (point ``--out`` at
-a new folder holding links to the first run's ``data`` and ``warm-start``).
+a new folder holding the first run's ``data`` and a copy of its ``warm-start``).
+
+``--mask-only-steps N`` starts every variant with N steps of mask losses alone (the trainer's ``mask_only_steps``);
 ``--batch-size 8 --train-frames 1 --expressions-per-sample 1`` trades frames per sample for more expressions per
 step at about the same cost.
 
@@ -371,7 +372,7 @@ def report(args, results: dict, runs: dict, kinds: dict, total: float, final: bo
              f"only for the first {args.mask_only_steps}, AML patch rule {args.aml_patch_rule or 'as configured'}, "
              f"lr {args.lr:g} (floor x{args.min_lr_ratio:g}), CPU fp32, "
              + (f"fine-tuning overrides {args.set}, " if args.set else "")
-             +              "J&F on held-out videos (teacher-forced answers unless noted); "
+             + "J&F on held-out videos (teacher-forced answers unless noted); "
              + (f"ceiling rows: {args.ceiling_steps} decoder steps x 8 frames"
                 + ("" if args.no_warm_start else " on the warm start's SAM2 image encoder") + "; "
                 if args.ceilings.strip() else "")
