@@ -44,8 +44,8 @@ predictor. Scores are kept beside each checkpoint (``scores-<name>.json``, keyed
 with more seeds or variants only scores what is new.
 
 ``--set model.loss.target_normalization=official`` (repeatable) changes every variant's training config and
-leaves the warm start as it is, so a lever is compared on one shared pretrained checkpoint (point ``--out`` at
-a new folder holding the first run's ``data`` and a copy of its ``warm-start``).
+leaves the warm start as it is; with ``--warm-start runs/learn/warm-start`` and a new ``--out`` a lever is compared
+on the first run's pretrained checkpoint.
 
 ``--mask-only-steps N`` starts every variant with N steps of mask losses alone (the trainer's ``mask_only_steps``);
 ``--batch-size 8 --train-frames 1 --expressions-per-sample 1`` trades frames per sample for more expressions per
@@ -134,7 +134,10 @@ def warm(splits: dict, args) -> tuple[Path | None, dict]:
     if args.no_warm_start:
         return None, {}
     from reviosa.train.config import PretrainConfig
-    from reviosa.train.recipes.pretrain import run
+    from reviosa.train.recipes.pretrain import read_record, run
+
+    if args.warm_start:
+        return args.warm_start, read_record(args.warm_start)
 
     cfg = PretrainConfig.from_yaml("tiny", [
         f"model={args.model}", *model_overrides(args), f"data={splits['train']}", f"val={splits['val']}",
@@ -283,6 +286,9 @@ def main() -> None:
                    help="extra training-config override for every variant, e.g. "
                         "model.loss.target_normalization=official (repeatable)")
     p.add_argument("--no-warm-start", action="store_true", help="train every variant from random weights")
+    p.add_argument("--warm-start", type=Path, default=None,
+                   help="an earlier run's warm-start folder to train from instead of pretraining in --out (give "
+                        "that run's split options: the splits are generated with a fixed seed, so they are the same)")
     from reviosa.train.config import PretrainConfig
 
     stages = PretrainConfig.from_yaml("tiny").stages
