@@ -38,13 +38,11 @@ def fetch_split(source: str, out: str, repo: str = "", path: str = "") -> dict:
     out_p = Path(out)
     if repo:
         from reviosa.storage.config import load_storage_config
-        from reviosa.storage.dataversions import get_version, version_md5
+        from reviosa.storage.dataversions import fetch_version
 
-        storage = load_storage_config()
-        get_version(repo, source, out_p, storage, path=path or "data")
-        return {**_split_stats(out_p), "data_version": source, "data_md5": version_md5(repo, source, storage,
-                                                                                      path or "data"),
-                "data_repo": repo, "data_path": path or "data"}
+        _, md5 = fetch_version(repo, source, out_p, load_storage_config(), path=path or "data")
+        return {**_split_stats(out_p), "data_version": source, "data_md5": md5, "data_repo": repo,
+                "data_path": path or "data"}
     src = source.rstrip("/") + (f"/{path.strip('/')}" if path else "")
     if src.startswith("s3://"):
         from reviosa.storage.fetch import download

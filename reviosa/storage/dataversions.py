@@ -246,6 +246,13 @@ class DataRepo:
 
 def get_version(repo: str, rev: str, out: str | os.PathLike, storage: StorageConfig, path: str = "data") -> Path:
     """Download ``path`` at ``rev`` of ``repo`` (a folder or git URL) into ``out`` with no checkout needed."""
+    return fetch_version(repo, rev, out, storage, path)[0]
+
+
+def fetch_version(repo: str, rev: str, out: str | os.PathLike, storage: StorageConfig,
+                  path: str = "data") -> tuple[Path, str]:
+    """:func:`get_version` and the content hash of the DVC-tracked folder ``path`` lies in (``data/train``:
+    ``data.dvc``'s md5; empty when that folder has no ``.dvc`` file), from one opening of ``repo`` at ``rev``."""
     from dvc.api import DVCFileSystem
 
     out = Path(out)
@@ -253,18 +260,10 @@ def get_version(repo: str, rev: str, out: str | os.PathLike, storage: StorageCon
         if not out.is_dir() or any(out.iterdir()):
             raise DataVersionError(f"output {out} exists and is not an empty folder")
         out.rmdir()  # fsspec copies *into* an existing folder, one level too deep
+    # For a git URL this clones the repository: once for the files and the hash.
     fs = DVCFileSystem(repo, rev=rev, remote=REMOTE, remote_config=storage.dvc_remote_config())
     if not fs.exists(path):
         raise DataVersionError(f"{path!r} does not exist in {repo} at {rev}")
     fs.get(path, str(out), recursive=True)
-    return out
-
-
-def version_md5(repo: str, rev: str, storage: StorageConfig, path: str = "data") -> str:
-    """The content hash of the DVC-tracked folder ``path`` lies in (``data/train``: ``data.dvc``'s md5) at ``rev``;
-    empty when that folder has no ``.dvc`` file there."""
-    from dvc.api import DVCFileSystem
-
-    fs = DVCFileSystem(repo, rev=rev, remote=REMOTE, remote_config=storage.dvc_remote_config())
     dvc_file = f"/{path.strip('/').split('/')[0]}.dvc"
-    return parse_dvc_file(fs.read_text(dvc_file))["md5"] if fs.exists(dvc_file) else ""
+    return out, parse_dvc_file(fs.read_text(dvc_file))["md5"] if fs.exists(dvc_file) else ""
