@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 import yaml
+from fixtures.wire import send_json
 from typer.testing import CliRunner
 
 from reviosa.cli import app
@@ -33,12 +34,7 @@ class KfpApiDouble(http.server.BaseHTTPRequestHandler):
         pass
 
     def _send(self, code: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, code, body)
 
     def _record(self, body: bytes = b"") -> tuple[str, dict]:
         url = urlparse(self.path)
