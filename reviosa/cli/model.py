@@ -87,7 +87,10 @@ def predict(model: str = typer.Option(..., "--model", help="Checkpoint folder or
     typer.echo(f"actor: {int(pred.actor.any(axis=(1, 2)).sum())}/{len(names)} frames with a mask; target: "
                + ("none" if pred.target is None else f"{int(pred.target.any(axis=(1, 2)).sum())}/{len(names)}"))
     if overlay != "none":
-        path = write_overlay(folder / f"overlay.{overlay}", overlay_frames(frames, pred.actor, pred.target))
+        pictures = overlay_frames(frames, pred.actor, pred.target, expression=expression, answer=pred.text,
+                                  answer_label="answer (forced)" if answer is not None else "answer",
+                                  frame_names=names)
+        path = write_overlay(folder / f"overlay.{overlay}", pictures)
         typer.echo(f"overlay: {path}")
     typer.echo(f"masks: {results_path(out) if fmt == 'official' else folder}")
 

@@ -80,6 +80,10 @@ def validate(model, dataset: InterRVOSDataset, max_videos: int, *, overlays: int
                                              pred.actor, pred.target))
                 if overlay_dir is not None and vi < overlays and exp is shown:
                     path = inside(overlay_dir, f"{video.name}_{exp.exp_id}.gif", what="overlay name")
-                    written.append(write_overlay(path, overlay_frames(frames, pred.actor, pred.target)))
+                    # A teacher-forced reply is the ground-truth answer, not the model's: the legend says so.
+                    pictures = overlay_frames(frames, pred.actor, pred.target, expression=exp.text,
+                                              answer=pred.text, frame_names=video.frames,
+                                              answer_label="answer (teacher-forced)" if teacher_forced else "answer")
+                    written.append(write_overlay(path, pictures))
                 bar.update(1)
     return summarize(rows), rows, written
