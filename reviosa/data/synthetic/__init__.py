@@ -1,11 +1,12 @@
 """The synthetic interaction world: procedurally generated InterRVOS splits with exact masks.
 
-Videos of 2-5 flat-coloured shapes (circle, square, triangle, star, diamond, hexagon; three sizes) on a
-plain or faintly textured background. Free objects move on their own (still, left, right, up, down,
-bouncing, rotating); pairs interact (A chases / pushes / hits / follows / circles B, or A and B move
-together). Masks are the exact *visible* pixels of each object (a z-order decides occlusion; an object
-out of view has a ``null`` RLE entry), ``scene_graph.json`` holds the ground truth, and expressions are
-written from it with role-correct actor/target ids in both directions (see :mod:`.expressions`).
+Videos of 2-4 flat-coloured shapes (by default circle, square, triangle, star and diamond, each at most once per
+video; three sizes, 15-24 px across in a 64-px frame; hexagon on request) on a plain or faintly textured background.
+Free objects move on their own (still, left, right, up, down, bouncing, rotating); pairs interact (A chases /
+pushes / hits / follows / circles B, or A and B move together). Masks are the exact *visible* pixels of each object
+(a z-order decides occlusion; an object out of view has a ``null`` RLE entry), ``scene_graph.json`` holds the ground
+truth, and expressions are written from it with role-correct actor/target ids in both directions (see
+:mod:`.expressions`).
 
 Output is deterministic: video ``i`` of a split depends only on the config, the seed, the split name and
 ``i``, so growing a split never changes its earlier videos, and the same seed gives byte-identical files.

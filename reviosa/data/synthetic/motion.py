@@ -191,7 +191,9 @@ def apparent_motions(track: Track, canvas: Canvas, *, rotation_visible: bool) ->
     dx, dy = track.x - track.x[0], track.y - track.y[0]
     out: set[str] = set()
     if float(np.max(np.hypot(dx, dy))) < 0.04 * L:
-        out.add("rotating" if rotation_visible and float(np.ptp(track.angle)) > 0.3 else "still")
+        out.add("still")  # one spinning in place does not move either: "the shape not moving" would fit it too
+        if rotation_visible and float(np.ptp(track.angle)) > 0.3:
+            out.add("rotating")
     for delta, neg, pos in ((dx, "left", "right"), (dy, "up", "down")):
         net, path = float(delta[-1]), float(np.sum(np.abs(np.diff(delta))))
         if abs(net) > 0.12 * L and abs(net) >= 0.6 * path:  # a steady drift, not a back-and-forth

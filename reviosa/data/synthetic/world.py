@@ -81,11 +81,15 @@ def render_video(cfg: SyntheticConfig, seed: np.random.SeedSequence) -> Rendered
 def _sample_objects(cfg: SyntheticConfig, rng: np.random.Generator) -> list[SceneObject]:
     n = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
     shapes = [s for s in cfg.shapes if s not in ROTATION_INVARIANT] if cfg.motions == ["rotating"] else cfg.shapes
+    if cfg.distinct_shapes:
+        n = min(n, len(set(shapes)))
     taken: set[tuple[str, str, str]] = set()
     out = []
     while len(out) < n:
         # Every object gets a distinct (shape, colour, size), so a full description always identifies it.
         look = (str(rng.choice(shapes)), str(rng.choice(cfg.colors)), str(rng.choice(["small", "medium", "large"])))
+        if cfg.distinct_shapes and any(look[0] == t[0] for t in taken):
+            continue
         if look not in taken:
             taken.add(look)
             out.append(SceneObject(obj_id=len(out), category=look[0], color=look[1], size=look[2]))
