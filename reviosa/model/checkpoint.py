@@ -18,6 +18,7 @@ import torch
 
 from reviosa.config import ConfigError
 from reviosa.data.atomic import replace_dir
+from reviosa.model import pretrained
 from reviosa.model.config import ModelConfig
 from reviosa.model.errors import CheckpointError
 
@@ -205,7 +206,8 @@ class SavedCheckpoint:
 
 def read_pretrained(path_or_uri: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None,
                     config: ModelConfig | None = None, overrides: Sequence[str] = ()) -> SavedCheckpoint:
-    """Config and state dicts of a folder or ``s3://`` URI written by ``save_pretrained`` (safetensors only).
+    """Config and state dicts of a folder, ``s3://`` URI or shipped name (``reviosa-tiny-base``, hash-checked) written
+    by ``save_pretrained`` (safetensors only).
 
     ``config`` replaces the saved config; ``overrides`` (``key=value``, e.g. ``loss.aml_heads=[]``) then change it.
     A checkpoint may carry its own frozen base (``reviosa convert-official`` writes one): its config then names it by
@@ -214,7 +216,7 @@ def read_pretrained(path_or_uri: str | os.PathLike, *, cache_dir: str | os.PathL
     """
     from safetensors.torch import load_file
 
-    root = fetch(path_or_uri, cache_dir)
+    root = fetch(pretrained.resolve(path_or_uri), cache_dir)
     if not (root / CONFIG_FILE).is_file() or not (root / TRAINABLE_FILE).is_file():
         hint = ""
         if (root / "config.json").is_file() and _json_model_type(root / "config.json") == "reviosa_chat":

@@ -40,7 +40,10 @@ def pretrain(config: str = typer.Option(..., "--config", help="Pretraining confi
              set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE",
                                            help="Override a field, dotted: --set stages.llm.steps=500 (repeatable)"),
              progress: bool = typer.Option(True, "--progress/--no-progress"),
-             print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit")
+             print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit"),
+             ship: str | None = typer.Option(None, "--ship", metavar="NAME",
+                                             help="Then copy the checkpoint into the package as NAME "
+                                                  "(reviosa-tiny-base), with its hashes, config and this command")
              ) -> None:
     """Pretrain the tiny model's stand-in for InternVL/SAM2 checkpoints on single synthetic frames."""
     from reviosa.config import ConfigError
@@ -54,4 +57,12 @@ def pretrain(config: str = typer.Option(..., "--config", help="Pretraining confi
     if print_config:
         typer.echo(cfg.to_yaml(), nl=False)
         return
-    typer.echo(json.dumps(run(cfg, progress=progress), indent=1))
+    record = run(cfg, progress=progress)
+    typer.echo(json.dumps(record, indent=1))
+    if ship:
+        from reviosa.model import pretrained
+
+        if ship not in pretrained.NAMES:
+            raise typer.BadParameter(f"{ship!r} is not a shipped name {list(pretrained.NAMES)}", param_hint="--ship")
+        command = " ".join(["reviosa pretrain --config", config, *(f"--set {s}" for s in set_)])
+        typer.echo(f"shipped as {ship}: {pretrained.ship(cfg.out, ship, command, record)}")

@@ -114,7 +114,8 @@ class TrainConfig(Config):
     shipped_dir = CONFIG_DIR
 
     model: ModelConfig = Field(..., description="the model: a shipped name (tiny | 1b | 4b), a YAML path, or a mapping")
-    init_from: str | None = Field(None, description="start from these weights (save_pretrained folder or s3://); "
+    init_from: str | None = Field(None, description="start from these weights (save_pretrained folder, s3:// or a "
+                                  "shipped name such as reviosa-tiny-base); "
                                   "they must fit ``model``")
     data: DataConfig
     out: str = Field("runs/train", description="output folder: checkpoints/, final/, mlruns.db")
@@ -183,6 +184,8 @@ class PretrainConfig(Config):
     model: ModelConfig = Field(..., description="the model to pretrain: shipped name, YAML path or mapping")
     data: str = Field(..., description="synthetic training split whose frames are drawn")
     val: str | None = Field(None, description="synthetic split scored at the end (held-out frame IoU)")
+    world: str = Field("default", description="synthetic world config (name or YAML) whose shapes, colours and "
+                                              "sizes the image encoder stage draws")
     out: str = Field("runs/pretrain", description="checkpoint folder written (save_pretrained + pretrain.json)")
     stages: PretrainStages = PretrainStages()
     batch_size: int = Field(8, ge=1, description="frames per step")

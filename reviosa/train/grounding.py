@@ -133,9 +133,10 @@ def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def held_out_iou(model, dataset: InterRVOSDataset, n: int = 96, pair_fraction: float = 0.5, seed: int = 1,
-                 shuffle_text: bool = False) -> float:
+                 shuffle_text: bool = False, prompts: AttributePrompts | None = None) -> float:
     """Mean low-res mask IoU over ``n`` random samples of ``dataset``; ``shuffle_text`` gives every sample the text
-    of another with as many named things (the score of a model that ignores the description)."""
+    of another with as many named things (the score of a model that ignores the description); ``prompts`` prompts
+    the decoder with the named attributes instead of the LLM's states (the decoder alone)."""
     rng = np.random.default_rng(seed)
     scores = []
     for _ in range(0, n, 8):
@@ -144,6 +145,7 @@ def held_out_iou(model, dataset: InterRVOSDataset, n: int = 96, pair_fraction: f
         if shuffle_text:
             texts = [next((o for o in batch[i + 1:] + batch[:i] if len(o.masks) == len(s.masks)), s)
                      for i, s in enumerate(batch)]
-        logits, gt = decode_samples(model, batch, seg_states(model, texts)[0])
+        language = prompts(flat(batch)[2]) if prompts is not None else seg_states(model, texts)[0]
+        logits, gt = decode_samples(model, batch, language)
         scores.append(mask_iou(logits > 0, gt > 0.5))
     return float(torch.cat(scores).mean())
