@@ -129,15 +129,17 @@ def ceilings(splits: dict, args, encoder_from: Path | None) -> dict:
         encoder_state=encoder) for name in [n.strip() for n in args.ceilings.split(",") if n.strip()]}
 
 
-def warm(splits: dict, args) -> tuple[Path | None, dict]:
-    """The shared pretrained checkpoint (``reviosa pretrain``) every variant trains from, and its record."""
+def warm(splits: dict, args) -> tuple[str | Path | None, dict]:
+    """The shared pretrained checkpoint every variant trains from (the shipped base unless ``--pretrain``), and its
+    record."""
     if args.no_warm_start:
         return None, {}
+    from reviosa.model import pretrained
     from reviosa.train.config import PretrainConfig
     from reviosa.train.recipes.pretrain import read_record, run
 
-    if args.warm_start:
-        return args.warm_start, read_record(args.warm_start)
+    if not args.pretrain:
+        return args.warm_start, read_record(pretrained.resolve(str(args.warm_start)))
 
     cfg = PretrainConfig.from_yaml("tiny", [
         f"model={args.model}", *model_overrides(args), f"data={splits['train']}", f"val={splits['val']}",
@@ -197,21 +199,25 @@ def by_kind(ds, rows: list[dict]) -> dict:
     return {k: {**summarize(g), "n": len(g)} for k, g in sorted(groups.items())}
 
 
-def score_variant(model_dir: Path, splits: dict, max_videos: int, generated: bool) -> dict:
+def score_variant(model_dir: str | Path, splits: dict, max_videos: int, generated: bool,
+                  cache: Path | None = None) -> dict:
     """Validate a trained model on the held-out split (teacher-forced answers, optionally generated): summary and
-    per-kind summaries, kept beside the checkpoint (``scores-<name>.json``) so a rerun scores it only once."""
+    per-kind summaries, kept in ``cache`` (default: ``scores-<name>.json`` beside the checkpoint) so a rerun scores
+    it only once."""
     import torch
 
     from reviosa.data.atomic import atomic_write_text
     from reviosa.data.format import InterRVOSDataset
+    from reviosa.model import pretrained
     from reviosa.model.checkpoint import TRAINABLE_FILE
     from reviosa.model.modeling import ReviosaModel
     from reviosa.train.validation import validate
 
+    model_dir = Path(pretrained.resolve(str(model_dir)))
     # by content: resuming a finished run saves the same weights again
     weights = hashlib.sha256((model_dir / TRAINABLE_FILE).read_bytes()).hexdigest()
     key = {"max_videos": max_videos, "generated": generated, "weights": weights}
-    cache = model_dir.parent / f"scores-{model_dir.name}.json"
+    cache = cache or model_dir.parent / f"scores-{model_dir.name}.json"
     if cache.is_file() and (kept := json.loads(cache.read_text()))["key"] == key:
         return kept["scores"]
     torch.set_num_threads(2)
@@ -270,9 +276,9 @@ def main() -> None:
     # no third one), so other seeds and a fresh warm start are the check that it was not luck: three seeds at 6e-4
     # gave (iv) 0.535 / 0.595 / 0.594 against 0.494 / 0.584 / 0.581 at 3e-4 (each on its own warm start).
     p.add_argument("--lr", type=float, default=6e-4)
-    # 256 for 64-px frames: stride-16 SAM2 tokens of 4x4 pixels and low-res logits at frame resolution; with an oracle
-    # colour prompt the decoder reaches 0.75 single-frame IoU instead of 0.67 at the tiny config's 128 (2.5x slower)
-    p.add_argument("--sam2-image-size", type=int, default=256, help="SAM2 input size (0: the model config's)")
+    # The tiny config's 256 suits 64-px frames (stride-16 tokens of 4x4 pixels, low-res logits at frame resolution);
+    # another size no longer fits the shipped base: use it with --pretrain or --no-warm-start
+    p.add_argument("--sam2-image-size", type=int, default=0, help="SAM2 input size (0: the model config's)")
     p.add_argument("--seeds", default="0", help="comma list: each variant is trained once per seed; the first "
                    "also seeds the warm start and the ceilings")
     p.add_argument("--threads", type=int, default=2)
@@ -286,9 +292,12 @@ def main() -> None:
                    help="extra training-config override for every variant, e.g. "
                         "model.loss.target_normalization=official (repeatable)")
     p.add_argument("--no-warm-start", action="store_true", help="train every variant from random weights")
-    p.add_argument("--warm-start", type=Path, default=None,
-                   help="an earlier run's warm-start folder to train from instead of pretraining in --out (give "
-                        "that run's split options: the splits are generated with a fixed seed, so they are the same)")
+    p.add_argument("--warm-start", default="reviosa-tiny-base",
+                   help="the checkpoint every variant trains from: the shipped base (default), or an earlier run's "
+                        "warm-start folder (give that run's split options: the splits are generated with a fixed "
+                        "seed, so they are the same)")
+    p.add_argument("--pretrain", action="store_true",
+                   help="pretrain a warm start in --out/warm-start with the --warm-*-steps instead of --warm-start")
     from reviosa.train.config import PretrainConfig
 
     stages = PretrainConfig.from_yaml("tiny").stages
@@ -321,8 +330,10 @@ def main() -> None:
     # per-kind J&F, one column per predictor: its per-seed summaries
     kinds: dict[str, list[dict]] = {"baseline": [base_kinds]}
     if init_from:
-        alone = score_variant(init_from, splits, args.val_videos, generated=False)
+        alone = score_variant(init_from, splits, args.val_videos, generated=True,
+                              cache=args.out / "scores-warm-start.json")
         results["warm start alone (no video training)"] = alone["forced"]
+        results["warm start alone, generated answers"] = alone["generated"]
         kinds["warm start"] = [alone["forced_kinds"]]
     runs: dict[str, dict] = {}
     # seed-major: a stopped run already has whole ablations for its first seeds
@@ -346,13 +357,17 @@ def warm_line(args) -> str:
     if args.no_warm_start:
         return "Every variant trains from random weights (no warm start)."
     w = args.warm
-    encoder = (f"{args.warm_encoder_steps} SAM2 image-encoder steps (shape pixel accuracy "
-               f"{w['encoder_shape_accuracy']:.3f}) + " if args.warm_encoder_steps else "")
-    return (f"Every variant trains from one pretrained checkpoint (reviosa pretrain: {encoder}"
-            f"{args.warm_decoder_steps} decoder + "
-            f"{args.warm_llm_steps} LLM + {args.warm_joint_steps} joint steps x 8 single frames of appearance "
-            f"descriptions, {w['wall_s']:.0f} s): held-out frame IoU {w['frame_iou']:.3f}, "
-            f"{w['frame_iou_shuffled']:.3f} with the descriptions shuffled between samples.")
+    st = w["config"]["stages"]
+    encoder = (f"{st['encoder']['steps']} SAM2 image-encoder steps (held-out shape / colour pixel accuracy "
+               f"{w['encoder_shape_accuracy']:.3f} / {w.get('encoder_colour_accuracy', float('nan')):.3f}) + "
+               if st["encoder"]["steps"] else "")
+    decoder = f" (held-out IoU with attribute prompts {w['decoder_iou']:.3f})" if "decoder_iou" in w else ""
+    source = f"reviosa pretrain in {args.out / 'warm-start'}" if args.pretrain else str(args.warm_start)
+    return (f"Every variant trains from one pretrained checkpoint ({source}: {encoder}{st['decoder']['steps']} "
+            f"decoder{decoder} + {st['llm']['steps']} LLM + {st['joint']['steps']} joint steps x "
+            f"{w['config']['batch_size']} single frames of appearance descriptions, {w['wall_s']:.0f} s): held-out "
+            f"frame IoU {w['frame_iou']:.3f}, {w['frame_iou_shuffled']:.3f} with the descriptions shuffled between "
+            "samples.")
 
 
 def kind_table(kinds: dict[str, list[dict]]) -> list[str]:

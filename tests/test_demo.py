@@ -36,9 +36,10 @@ def test_demo_runs_the_end_to_end_pipeline_and_serves_the_registered_model(tmp_p
     exe = Path(sys.executable).parent / "reviosa"
     # The default state folder, where the demo lists its own stack for `reviosa services status|down`.
     state = {"REVIOSA_STATE_DIR": str(tmp_path / "state")}
+    # seed 1: the two held-out videos hold a directed interaction, so Actor and Target are scored
     proc = subprocess.run([str(exe), "demo", "--out", str(out), "--train-videos", "6", "--val-videos", "2",
-                           "--steps", "6", "--keep-services"], capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "OMP_NUM_THREADS": "2", **state})
+                           "--steps", "6", "--seed", "1", "--keep-services"], capture_output=True, text=True,
+                          timeout=900, env={**os.environ, "OMP_NUM_THREADS": "2", **state})
     try:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         res = json.loads((out / "demo_result.json").read_text())
@@ -48,6 +49,7 @@ def test_demo_runs_the_end_to_end_pipeline_and_serves_the_registered_model(tmp_p
         assert str(mv.version) == res["model_version"]
         assert {"actor_J", "actor_F", "actor_JF", "rvos_JF"} <= set(res["metrics"])
         assert all(0.0 <= v <= 1.0 for v in res["metrics"].values())
+        assert "answer_form_acc" in res["metrics"] and "have the right form" in proc.stdout
         _check_lineage(client, mv, res, state, Path(os.environ.get("REVIOSA_ARTIFACTS_DIR") or tmp_path))
         # What --keep-services left running, `reviosa services` lists and stops.
         status = CliRunner().invoke(app, ["services", "status"], env=state)
@@ -126,6 +128,7 @@ def _check_lineage(client, mv, res: dict, state: dict, artifacts: Path) -> None:
     model = client.get_logged_model(res["model_id"])
     assert mv.source == f"models:/{model.model_id}" and mv.run_id == model.source_run_id == run.info.run_id
     assert [o.model_id for o in run.outputs.model_outputs] == [model.model_id]
+    assert model.params["init_from"] == "reviosa-tiny-base"  # fine-tuned from the shipped pretrained base
     for key, value in (("reviosa.data.version", "data-v2"), ("reviosa.data.md5", md5),
                        ("mlflow.source.git.commit", tags["mlflow.source.git.commit"]),
                        ("reviosa.kfp.run_id", tags["reviosa.kfp.run_id"]), ("reviosa.train.run_id", run.info.run_id),

@@ -281,7 +281,8 @@ def test_evaluation_pipeline_runs_with_kfp_local(tmp_path):
     torch.manual_seed(0)
     ckpt = ReviosaModel.from_config(ModelConfig.from_yaml("tiny")).save_pretrained(tmp_path / "ckpt")
     split = tmp_path / "split"
-    stats = steps.synth_split(str(split), 2, seed=0, split="val", overrides=["frames=6", "height=48", "width=48"])
+    # seed 1: its two videos hold a directed interaction, so Actor/Target are scored
+    stats = steps.synth_split(str(split), 2, seed=1, split="val", overrides=["frames=6", "height=48", "width=48"])
     root = tmp_path / "kfp"
     res = CliRunner().invoke(app, ["pipeline", "run-local", "--pipeline", "evaluation", "--root", str(root),
                                    "--param", f"model_source={ckpt}", "--param", f"split_source={split}"])

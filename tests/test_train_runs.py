@@ -30,7 +30,7 @@ def splits(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("synth")
     cfg = SyntheticConfig(frames=8, height=64, width=64)
     generate_split(root / "train", cfg, 6, seed=0, split="train", progress=False)
-    generate_split(root / "val", cfg, 2, seed=0, split="val", progress=False)
+    generate_split(root / "val", cfg, 2, seed=1, split="val", progress=False)  # seed 1: with an interaction
     return {"train": root / "train", "val": root / "val"}
 
 

@@ -42,9 +42,13 @@ def demo(out: Path = typer.Option(Path("outputs/demo"), "--out", help="Folder fo
     typer.echo(header)
     typer.echo("-" * len(header))
     rows = [(f"ReVIOSa-tiny ({cfg.steps} steps)", res.metrics), *res.baselines.items()]
+    # fine-tuned from the shipped pretrained base (reviosa-tiny-base), answers generated, not teacher-forced
     for name, s in rows:
         cell = lambda k: f"{100 * s[k]:.1f}" if k in s else "-"  # noqa: E731
         typer.echo(f"{name:28s} {cell('actor_JF'):>10s} {cell('target_JF'):>11s} {cell('rvos_JF'):>9s}")
+    if "answer_form_acc" in res.metrics:
+        typer.echo(f"\nReVIOSa's generated answers: {100 * res.metrics['answer_form_acc']:.1f} % have the right form "
+                   "([SEG_TAR] exactly when the expression has a target)")
     typer.echo(f"\nserved answer ({res.served.get('url')}): {res.served.get('text')!r}, actor mask on "
                f"{res.served.get('actor_frames_with_mask')}/{res.served.get('frames')} frames")
     typer.echo(f"registered model: {cfg.model_name} v{res.model_version} (alias candidate), trained on dataset version "

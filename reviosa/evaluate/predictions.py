@@ -164,3 +164,16 @@ class PngPredictions:
                    size: tuple[int, int]) -> tuple[np.ndarray | None, list[str]]:
         """See :func:`read_track`."""
         return read_track(self.path, video, exp_id, role, frames, size)
+
+
+def answer_form_accuracy(dataset, pred_dir: str | os.PathLike) -> float | None:
+    """Share of a split's expressions whose prediction has a target track exactly when the expression has a target
+    (the model answered with ``[SEG_TAR]`` where it should); None when no expression was predicted."""
+    right = seen = 0
+    for video in dataset.videos.values():
+        for exp in video.expressions.values():
+            if not role_dir(pred_dir, video.name, exp.exp_id, "actor").is_dir():
+                continue
+            seen += 1
+            right += role_dir(pred_dir, video.name, exp.exp_id, "target").is_dir() == exp.has_target
+    return right / seen if seen else None
