@@ -168,7 +168,8 @@ class PngPredictions:
 
 def answer_form_accuracy(dataset, pred_dir: str | os.PathLike) -> float | None:
     """Share of a split's expressions whose prediction has a target track exactly when the expression has a target
-    (the model answered with ``[SEG_TAR]`` where it should); None when no expression was predicted."""
+    (the model answered with ``[SEG_TAR]`` where it should); None when ``pred_dir`` holds no PNG track (nothing
+    predicted, or official ``results.json`` predictions)."""
     right = seen = 0
     for video in dataset.videos.values():
         for exp in video.expressions.values():

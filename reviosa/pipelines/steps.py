@@ -295,7 +295,6 @@ def predict_split(model_uri: str, split: str, out: str, max_videos: int = 0, dev
 def evaluate(split: str, predictions: str, out: str) -> tuple[dict[str, float], str]:
     """InterRVOS protocol scores (Actor/Target/RVOS J, F, J&F) plus an HTML report; returns (summary, html)."""
     from reviosa.data.format import InterRVOSDataset
-    from reviosa.evaluate.official import OfficialPredictions, open_predictions
     from reviosa.evaluate.predictions import answer_form_accuracy
     from reviosa.evaluate.protocol import evaluate_split, protocol_note
     from reviosa.evaluate.report import format_table, write_outputs
@@ -304,8 +303,7 @@ def evaluate(split: str, predictions: str, out: str) -> tuple[dict[str, float], 
     result = evaluate_split(ds, predictions)
     paths = write_outputs(result, out)
     summary = {k: float(v) for k, v in result.summary.items() if v is not None and math.isfinite(v)}
-    form = None if isinstance(open_predictions(predictions), OfficialPredictions) else answer_form_accuracy(
-        ds, predictions)
+    form = answer_form_accuracy(ds, predictions)
     if form is not None:
         summary["answer_form_acc"] = form
     table = format_table(result) + ("" if form is None else f"\nanswer form (a target track exactly when the "

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from reviosa.data.atomic import replace_dir
 from reviosa.model.errors import CheckpointError
 
 SHIPPED_DIR = Path(__file__).parent
@@ -84,9 +85,7 @@ def ship(src: str | os.PathLike, name: str, command: str, record: dict) -> Path:
         body = {"name": name, "command": command, "record": record,
                 "sha256": {rel: sha256(tmp / rel) for rel in files}}
         (tmp / MANIFEST_FILE).write_text(json.dumps(body, indent=1) + "\n")
-        if dst.exists():
-            shutil.rmtree(dst)
-        tmp.rename(dst)
+        replace_dir(tmp, dst)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dst
