@@ -128,3 +128,36 @@ def test_grounding_ceiling_scores_every_expression_with_the_protocol(synthetic):
     assert {"rvos_J", "rvos_F", "rvos_JF"} <= set(scores) and ("actor_JF" in scores) == has_target
     assert all(0.0 <= v <= 1.0 for v in scores.values())
     assert json.dumps(scores)
+
+
+def test_pair_samples_name_two_things_without_the_word_that_means_one_track_in_videos(synthetic):
+    from reviosa.train import grounding
+
+    ds = InterRVOSDataset.load(synthetic / "train")
+    rng = np.random.default_rng(0)
+    samples = [grounding.draw(ds, rng, pair_fraction=1.0) for _ in range(20)]
+    pairs = [s for s in samples if len(s.masks) == 2]
+    assert pairs  # every video has at least two objects in view at some frame
+    for s in samples:
+        phrases = s.text.split(grounding.PAIR_JOIN)
+        assert len(phrases) == len(s.masks) == len(s.named)
+        # "and" joins one track in the video expressions ("A and B moving together")
+        assert " and " not in f" {s.text} "
+        for phrase, (keys, view) in zip(phrases, s.named):
+            words = phrase.split()
+            assert words[0] == "the" and all(str(getattr(view, k)) in words for k in keys)
+
+
+def test_the_ceiling_probe_starts_from_the_segmenter_it_is_given(synthetic):
+    from reviosa.train.probes import ROWS, train_prompted_decoder
+
+    cfg = ModelConfig.from_yaml("tiny")
+    train = InterRVOSDataset.load(synthetic / "train")
+    video = next(iter(train.videos.values()))
+    frames, objs = train.read_frames(video, [0, 1]), [next(iter(video.objects.values()))] * 2
+    torch.manual_seed(123)
+    state = ReviosaModel.from_config(cfg).sam.state_dict()
+    given = [train_prompted_decoder(cfg, train, "oracle", ROWS["all"], steps=0, sam_state=state)(frames, objs)
+             for _ in range(2)]
+    fresh = train_prompted_decoder(cfg, train, "oracle", ROWS["all"], steps=0)(frames, objs)
+    assert torch.equal(given[0], given[1]) and not torch.allclose(given[0], fresh)

@@ -156,10 +156,10 @@ class TrainConfig(Config):
 
 
 class StageConfig(Config):
-    """Length and learning rate of one pretraining stage (AdamW, constant LR)."""
+    """Length and peak learning rate of one pretraining stage (AdamW, one-cycle schedule)."""
 
     steps: int = Field(..., ge=0, description="optimizer steps; 0 skips the stage")
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(1e-3, gt=0, description="peak learning rate")
 
 
 class PretrainStages(Config):

@@ -1,8 +1,8 @@
 """Referring segmentation of single synthetic frames: the world in which pretraining and the grounding probes work.
 
 A sample is one frame and a description of one visible object ("the large red circle"), or of two joined by
-"and"; its masks are those of every object the phrase fits. ReVIOSa's own pieces are reused as they are: the
-LLM reads the frame and the description, the projected ``[SEG_ACT]``/``[SEG_TAR]`` states prompt SAM2's mask
+:data:`PAIR_JOIN`; its masks are those of every object the phrase fits. ReVIOSa's own pieces are reused as they are:
+the LLM reads the frame and the description, the projected ``[SEG_ACT]``/``[SEG_TAR]`` states prompt SAM2's mask
 decoder. :class:`AttributePrompts` stands for a perfect LLM: a learned embedding per attribute value.
 """
 
@@ -23,6 +23,11 @@ from reviosa.model.batch import resize_masks
 from reviosa.model.losses import mask_losses
 from reviosa.model.tokenizer import SEG_ACT, SEG_TAR, answer_text, encode_conversation
 
+#: joins the two phrases of a pair sample. Not "and": in the video expressions "and" never means two tracks ("the
+#: circle and the square moving together" is one, "bouncing up and down" is a motion), and a base taught "A and B" ->
+#: two tokens answered those with [SEG_TAR] until fine-tuning unlearnt it.
+PAIR_JOIN = " as well as "
+
 #: what a named thing is prompted with: the attributes its phrase names, and the object
 Named = tuple[tuple[str, ...], ObjectView]
 
@@ -38,7 +43,7 @@ class Sample:
 
 
 def draw(dataset: InterRVOSDataset, rng: np.random.Generator, pair_fraction: float) -> Sample:
-    """A random frame and a description of one visible object, or of two joined by "and"."""
+    """A random frame and a description of one visible object, or of two joined by :data:`PAIR_JOIN`."""
     videos = list(dataset.videos.values())
     while True:
         video = videos[int(rng.integers(len(videos)))]
@@ -58,8 +63,8 @@ def draw(dataset: InterRVOSDataset, rng: np.random.Generator, pair_fraction: flo
             fits = [anno for anno, other in views.items() if matches(form, view, other)]
             masks.append(dataset.union_masks(video, fits)[t])
         if n == 2 and bool((masks[0] & masks[1]).any()):
-            continue  # "the circle and the red circle": the two phrases overlap, so neither answer is right
-        return Sample(dataset.read_frames(video, [t])[0], " and ".join(phrases), masks, named)
+            continue  # "the circle as well as the red circle": the two phrases overlap, so neither answer is right
+        return Sample(dataset.read_frames(video, [t])[0], PAIR_JOIN.join(phrases), masks, named)
 
 
 def flat(samples: list[Sample]) -> tuple[list[int], np.ndarray, list[Named]]:

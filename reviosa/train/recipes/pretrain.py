@@ -12,6 +12,8 @@ the parameters fine-tuning trains (LoRA LLM, [SEG] rows, projection, SAM2 mask d
 2. ``llm``: the LLM and projection learn to produce that prompt from the text (regression) and the answer text;
 3. ``joint``: the whole chain on the mask loss.
 
+Every stage runs AdamW on a one-cycle schedule (a short warm-up to the stage's ``lr``, then annealed to zero).
+
 Each stage's held-out number is recorded: the encoder's per-pixel shape and colour accuracy on fresh frames, the
 decoder's IoU with attribute prompts and the whole chain's IoU from the descriptions, on the ``val`` split. Its
 result ships with the package as ``reviosa-tiny-base`` (:mod:`reviosa.model.pretrained`); remake it with
@@ -193,7 +195,11 @@ class PretrainRecipe:
         from tqdm import tqdm
 
         stage, model, loss_cfg = getattr(self.cfg.stages, name), self.model, self.model.config.loss
+        if not stage.steps:
+            return
         opt = torch.optim.AdamW(params, lr=stage.lr, weight_decay=0.0)
+        # annealed like stage 0: at a constant rate the decoder's held-out IoU sat ~0.04 below where the decay took it
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=stage.lr, total_steps=stage.steps, pct_start=0.05)
         bar = tqdm(range(stage.steps), desc=f"pretrain: {name}", disable=not self.progress, mininterval=10)
         ema = None
         for _ in bar:
@@ -214,6 +220,7 @@ class PretrainRecipe:
             opt.zero_grad()
             loss.backward()
             opt.step()
+            sched.step()
             ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
             bar.set_postfix(loss=f"{ema:.3f}", refresh=False)
 
