@@ -10,9 +10,9 @@ each a shipped ablation row (``reviosa/train/ablations/*.yaml``) fine-tuned by t
 pretrained base (``reviosa-tiny-base``, the tiny model's stand-in for InternVL/SAM2 checkpoints, called the warm
 start below; ``--pretrain`` makes one in ``--out`` with the ``--warm-*-steps``, ``--warm-start DIR`` uses another,
 ``--no-warm-start`` trains from random weights), plus CPU throughput (samples/s), and the ceiling of perfect
-grounding (``reviosa.train.probes.grounding_ceiling``): the same tiny SAM2 decoder trained for ``--ceiling-steps`` on
-the warm start's frozen image encoder, with each referent prompted by a learned embedding of its true colour, shape
-or all attributes instead of the LLM's token. It bounds what the variants could reach with the language understood
+grounding (``reviosa.train.probes.grounding_ceiling``): the warm start's SAM2 (image encoder frozen, mask decoder
+trained on for ``--ceiling-steps``), with each referent prompted by a learned embedding of its true colour, shape or
+all attributes instead of the LLM's token. It bounds what the variants could reach with the language understood
 perfectly; in the default world every object of a video has its own shape, so a shape prompt names one object.
 Measured from the shipped base (40 held-out videos, three seeds): (iv) Actor 0.653 / Target 0.667 / RVOS 0.628
 J&F against 0.272 / 0.170 / 0.267 for the baseline, with ceilings of 0.68 (shape) and 0.78 (all attributes): the
@@ -111,9 +111,9 @@ def baseline(val: Path, max_videos: int) -> tuple[dict, dict]:
     return summarize(rows), by_kind(ds, rows)
 
 
-def ceilings(splits: dict, args, encoder_from: Path | None) -> dict:
-    """Perfect-grounding rows (``reviosa.train.probes.grounding_ceiling``) for each name in ``--ceilings``, with the
-    pretrained SAM2 image encoder when there is one (the encoder every variant has)."""
+def ceilings(splits: dict, args, sam_from: Path | str | None) -> dict:
+    """Perfect-grounding rows (``reviosa.train.probes.grounding_ceiling``) for each name in ``--ceilings``, from the
+    warm start's SAM2 when there is one (the segmenter every variant starts from)."""
     from reviosa.data.format import InterRVOSDataset
     from reviosa.model.modeling import ReviosaModel
     from reviosa.train.config import TrainConfig
@@ -121,11 +121,11 @@ def ceilings(splits: dict, args, encoder_from: Path | None) -> dict:
 
     cfg = TrainConfig.from_yaml("tiny", [f"model={args.model}", *model_overrides(args)]).model
     # loaded once for every row
-    encoder = ReviosaModel.from_pretrained(encoder_from).sam.image_encoder.state_dict() if encoder_from else None
+    sam = ReviosaModel.from_pretrained(sam_from).sam.state_dict() if sam_from else None
     train, val = InterRVOSDataset.load(splits["train"]), InterRVOSDataset.load(splits["val"])
     return {f"(ceiling) perfect grounding, {CEILING_LABELS[name]}": grounding_ceiling(
         cfg, train, val, ROWS[name], args.ceiling_steps, seed=args.seeds[0], max_videos=args.val_videos,
-        encoder_state=encoder) for name in [n.strip() for n in args.ceilings.split(",") if n.strip()]}
+        sam_state=sam) for name in [n.strip() for n in args.ceilings.split(",") if n.strip()]}
 
 
 def warm(splits: dict, args) -> tuple[str | Path | None, dict]:
@@ -394,7 +394,7 @@ def report(args, results: dict, runs: dict, kinds: dict, total: float, final: bo
              + (f"fine-tuning overrides {args.set}, " if args.set else "")
              + "J&F on held-out videos (teacher-forced answers unless noted); "
              + (f"ceiling rows: {args.ceiling_steps} decoder steps x 8 frames"
-                + ("" if args.no_warm_start else " on the warm start's SAM2 image encoder") + "; "
+                + ("" if args.no_warm_start else " from the warm start's SAM2 (frozen encoder)") + "; "
                 if args.ceilings.strip() else "")
              + f"variant rows: seeds {args.seeds}"
              + (", mean (min-max)" if len(args.seeds) > 1 else ""), "", warm_line(args), "",

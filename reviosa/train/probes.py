@@ -1,7 +1,7 @@
 """What could the tiny SAM2 reach with the language understood perfectly? The perfect-grounding probe.
 
-A fresh SAM2 (image encoder frozen, random or given; mask decoder trained, exactly as ReVIOSa trains it) learns to
-segment an object from a prompt that is either a learned embedding of its true attributes (``oracle``: colour,
+A SAM2 (random, or a pretrained one's weights; image encoder frozen, mask decoder trained exactly as ReVIOSa trains
+it) learns to segment an object from a prompt that is either a learned embedding of its true attributes (``oracle``: colour,
 shape, size or a subset) or the tiny LLM's projected ``[SEG_ACT]`` state for its description (``llm``, with the
 frame: ``llm+frame``). :func:`grounding_ceiling` then scores held-out videos with the InterRVOS rules, every
 referent prompted with its true attributes: the bound on what ReVIOSa's decoder could reach with a perfect LLM.
@@ -74,15 +74,16 @@ def _llm_prompt(cfg: ModelConfig, with_frame: bool):
 
 def train_prompted_decoder(cfg: ModelConfig, train: InterRVOSDataset, prompter: Prompter = "oracle",
                            attributes: tuple[str, ...] = (), steps: int = 1000, batch_size: int = 8, lr: float = 1e-3,
-                           seed: int = 0, encoder_state: dict | None = None) -> Segmenter:
-    """A fresh SAM2 decoder trained on ``train`` frames with ``prompter`` prompts (``oracle``: of ``attributes``).
+                           seed: int = 0, sam_state: dict | None = None) -> Segmenter:
+    """A SAM2 mask decoder trained on ``train`` frames with ``prompter`` prompts (``oracle``: of ``attributes``).
 
-    ``encoder_state``: a SAM2 image-encoder state dict to use (frozen) instead of random weights.
+    ``sam_state``: a SAM2 state dict (a pretrained segmenter's image encoder and mask decoder) to start from instead
+    of random weights; the encoder stays frozen either way.
     """
     torch.manual_seed(seed)
     sam = sam_ops.build_sam2(cfg.sam2)
-    if encoder_state is not None:
-        sam.image_encoder.load_state_dict(encoder_state)
+    if sam_state is not None:
+        sam.load_state_dict(sam_state)
     sam_ops.freeze_for_training(sam)
     if prompter == "oracle":
         table = AttributePrompts(sam.hidden_dim)
@@ -94,6 +95,8 @@ def train_prompted_decoder(cfg: ModelConfig, train: InterRVOSDataset, prompter: 
     else:
         prompt, extra = _llm_prompt(cfg, with_frame=prompter == "llm+frame")
     opt = torch.optim.AdamW([p for p in sam.parameters() if p.requires_grad] + extra, lr=lr, weight_decay=0.0)
+    # annealed, as pretraining's decoder stage is: at a constant rate the decoder ends short of what it can reach
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.05)
 
     def run(frames: np.ndarray, objs: list) -> torch.Tensor:
         return decode(sam, cfg.sam2.image_size, frames, prompt(objs, frames))
@@ -105,6 +108,7 @@ def train_prompted_decoder(cfg: ModelConfig, train: InterRVOSDataset, prompter: 
         opt.zero_grad()
         loss.backward()
         opt.step()
+        sched.step()
     return run
 
 
@@ -122,13 +126,13 @@ def frame_iou(run: Segmenter, cfg: ModelConfig, val: InterRVOSDataset, batches: 
 
 def grounding_ceiling(cfg: ModelConfig, train: InterRVOSDataset, val: InterRVOSDataset, attributes: tuple[str, ...],
                       steps: int = 1000, batch_size: int = 8, lr: float = 1e-3, seed: int = 0,
-                      max_videos: int | None = None, encoder_state: dict | None = None) -> dict[str, float]:
+                      max_videos: int | None = None, sam_state: dict | None = None) -> dict[str, float]:
     """Actor/Target/RVOS J&F of perfect grounding: every referent prompted with its true ``attributes``.
 
     Each expression's actor (target) track is the union of its referents' masks, decoded frame by frame and
     scored with the trainer's validation rules.
     """
-    run = train_prompted_decoder(cfg, train, "oracle", attributes, steps, batch_size, lr, seed, encoder_state)
+    run = train_prompted_decoder(cfg, train, "oracle", attributes, steps, batch_size, lr, seed, sam_state)
     rows = []
     with torch.no_grad():
         for video in list(val.videos.values())[:max_videos]:
