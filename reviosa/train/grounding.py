@@ -25,7 +25,7 @@ from reviosa.model.tokenizer import SEG_ACT, SEG_TAR, answer_text, encode_conver
 
 #: joins the two phrases of a pair sample. Not "and": in the video expressions "and" never means two tracks ("the
 #: circle and the square moving together" is one, "bouncing up and down" is a motion), and a base taught "A and B" ->
-#: two tokens answered those with [SEG_TAR] until fine-tuning unlearnt it.
+#: two tokens still answered "A and B moving together" with [SEG_TAR] after 300 fine-tuning steps.
 PAIR_JOIN = " as well as "
 
 #: what a named thing is prompted with: the attributes its phrase names, and the object

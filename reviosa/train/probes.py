@@ -1,9 +1,9 @@
 """What could the tiny SAM2 reach with the language understood perfectly? The perfect-grounding probe.
 
 A SAM2 (random, or a pretrained one's weights; image encoder frozen, mask decoder trained exactly as ReVIOSa trains
-it) learns to segment an object from a prompt that is either a learned embedding of its true attributes (``oracle``: colour,
-shape, size or a subset) or the tiny LLM's projected ``[SEG_ACT]`` state for its description (``llm``, with the
-frame: ``llm+frame``). :func:`grounding_ceiling` then scores held-out videos with the InterRVOS rules, every
+it) learns to segment an object from a prompt that is either a learned embedding of its true attributes (``oracle``:
+colour, shape, size or a subset) or the tiny LLM's projected ``[SEG_ACT]`` state for its description (``llm``, with
+the frame: ``llm+frame``). :func:`grounding_ceiling` then scores held-out videos with the InterRVOS rules, every
 referent prompted with its true attributes: the bound on what ReVIOSa's decoder could reach with a perfect LLM.
 """
 
