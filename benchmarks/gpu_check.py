@@ -187,19 +187,12 @@ def measure_attention(model, batch, heads_spec, threshold: float = 1e-6) -> dict
         gt_act = patch_masks(batch.actor_masks, grid, cfg.loss.aml_patch_rule).flatten(2)
         gt_tar = patch_masks(batch.target_masks, grid, cfg.loss.aml_patch_rule).flatten(2)
         gt = torch.cat([gt_act.reshape(-1, gt_act.size(-1)), gt_tar[tokens.tar_b, tokens.tar_e]]) > 0.5
-        rows_b = torch.cat([tokens.act_b, tokens.tar_b])
-        rows_pos = torch.cat([tokens.act_pos, tokens.tar_pos])
-        by_layer: dict[int, list[int]] = {}
-        for layer, head in heads_spec:
-            by_layer.setdefault(int(layer), []).append(int(head))
         per_head, low_all, pos_all = {}, 0, 0
-        for layer, heads in by_layer.items():
-            att = model.special_attention(out.hidden_states, batch, rows_b, rows_pos, layer, heads).float()
-            for i, head in enumerate(heads):
-                low = int(((att[:, i] < threshold) & gt).sum())
-                pos = int(gt.sum())
-                per_head[f"{layer}/{head}"] = round(low / pos, 4) if pos else None
-                low_all, pos_all = low_all + low, pos_all + pos
+        for (layer, head), att in model.seg_attention(out.hidden_states, batch, tokens, heads_spec).items():
+            low = int(((att.float() < threshold) & gt).sum())
+            pos = int(gt.sum())
+            per_head[f"{layer}/{head}"] = round(low / pos, 4) if pos else None
+            low_all, pos_all = low_all + low, pos_all + pos
     model.train(was_training)
     return {"threshold": threshold, "heads": [list(map(int, h)) for h in heads_spec], "positive_tokens": pos_all,
             "share_below": round(low_all / pos_all, 4) if pos_all else None, "share_below_per_head": per_head}

@@ -38,6 +38,7 @@ from reviosa.visualize.attention import (  # noqa: E402
     sample_attention,
 )
 from tests._splits import make_split  # noqa: E402
+from tests.test_model import eager_attentions  # noqa: E402
 
 H, W, T = 48, 64, 4
 
@@ -85,13 +86,7 @@ def test_maps_are_the_eager_attention_rows_of_the_special_tokens(model):
     assert len(maps) == len(HEADS) * 5 and [m.expression for m in maps[:5]] == [0, 1, 2, 0, 2]
 
     batch = collate([sample], model.tokenizer.convert_tokens_to_ids(PAD))
-    with torch.no_grad():
-        model.lm.set_attn_implementation("eager")
-        try:
-            out = model.lm.model(input_ids=batch.input_ids, pixel_values=batch.pixel_values,
-                                 attention_mask=batch.attention_mask, output_attentions=True, use_cache=False)
-        finally:
-            model.lm.set_attn_implementation("sdpa")
+    attentions = eager_attentions(model, batch)
     ids = batch.input_ids[0]
     act_pos = (ids == model.token_ids[SEG_ACT]).nonzero()[:, 0].tolist()
     tar_pos = (ids == model.token_ids[SEG_TAR]).nonzero()[:, 0].tolist()
@@ -104,7 +99,7 @@ def test_maps_are_the_eager_attention_rows_of_the_special_tokens(model):
     assert len(cols) == T * g * g
     for m in maps:
         pos = act_pos[m.expression] if m.role == "actor" else tar_of[m.expression]
-        row = out.attentions[m.layer][0, m.head, pos].float()
+        row = attentions[m.layer][0, m.head, pos].float()
         expected = row[cols].view(T, g, g).numpy()      # frame-major, then row-major tokens
         np.testing.assert_allclose(m.attention, expected, atol=2e-6, rtol=1e-4)
         assert m.attention.sum() < 1.0 and m.attention.std() > 0.2 * m.attention.mean()  # text keys share the rest

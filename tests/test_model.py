@@ -137,21 +137,28 @@ def test_mismatched_target_flags_are_rejected(cfg, model):
         model(batch)
 
 
+def eager_attentions(model, batch) -> tuple[torch.Tensor, ...]:
+    """Every layer's attention probabilities from HF's eager implementation: the independent reference for AML."""
+    model.lm.set_attn_implementation("eager")
+    try:
+        with torch.no_grad():
+            return model.lm.model(input_ids=batch.input_ids, pixel_values=batch.pixel_values,
+                                  attention_mask=batch.attention_mask, output_attentions=True,
+                                  use_cache=False).attentions
+    finally:
+        model.lm.set_attn_implementation("sdpa")
+
+
 def test_attention_mask_loss_equals_direct_eager_computation(cfg, model):
     batch = _batch(cfg, model, seed=3)
     with torch.no_grad():
         ours = model(batch).losses["aml"].item()
-        model.lm.set_attn_implementation("eager")
-        try:
-            out = model.lm.model(input_ids=batch.input_ids, pixel_values=batch.pixel_values,
-                                 attention_mask=batch.attention_mask, output_attentions=True, use_cache=False)
-        finally:
-            model.lm.set_attn_implementation("sdpa")
+    attentions = eager_attentions(model, batch)
     grid = cfg.mllm.grid
     vis = (batch.input_ids == model.token_ids["<IMG_CONTEXT>"])
     terms = []
     for layer, head in cfg.loss.aml_heads:
-        att = out.attentions[layer]
+        att = attentions[layer]
         act_rows, act_gt, tar_rows, tar_gt = [], [], [], []
         for b in range(batch.input_ids.size(0)):
             cols = vis[b].nonzero()[:, 0]

@@ -221,24 +221,32 @@ class ReviosaModel(nn.Module):
         logp = torch.gather(logp, 2, cols[:, None, :].expand(-1, logp.size(1), -1))
         return logp if log else logp.exp()
 
+    def seg_attention(self, hidden_states, batch: ReviosaBatch, tokens: _SegTokens, heads, log: bool = False
+                      ) -> dict[tuple[int, int], torch.Tensor]:
+        """Per (layer, head), attention (n_act + n_tar, T·g²) of every [SEG_ACT] row, then every [SEG_TAR] row."""
+        rows_b = torch.cat([tokens.act_b, tokens.tar_b])
+        rows_pos = torch.cat([tokens.act_pos, tokens.tar_pos])
+        by_layer: dict[int, list[int]] = {}
+        for layer, head in heads:
+            by_layer.setdefault(int(layer), []).append(int(head))
+        out = {}
+        for layer, layer_heads in by_layer.items():
+            att = self.special_attention(hidden_states, batch, rows_b, rows_pos, layer, layer_heads, log=log)
+            for i, head in enumerate(layer_heads):
+                out[layer, head] = att[:, i]
+        return out
+
     def _aml(self, hidden_states, batch: ReviosaBatch, tokens: _SegTokens) -> torch.Tensor:
         grid = self.config.mllm.grid
         rule = self.config.loss.aml_patch_rule
         gt_act = patch_masks(batch.actor_masks, grid, rule).flatten(2)              # (B, E, T·g²)
         gt_act = gt_act.view(-1, gt_act.size(-1))
         gt_tar = patch_masks(batch.target_masks, grid, rule).flatten(2)[tokens.tar_b, tokens.tar_e]
-        rows_b = torch.cat([tokens.act_b, tokens.tar_b])
-        rows_pos = torch.cat([tokens.act_pos, tokens.tar_pos])
         n_act = tokens.act_b.numel()
-        by_layer: dict[int, list[int]] = {}
-        for layer, head in self.config.loss.aml_heads:
-            by_layer.setdefault(layer, []).append(head)
         terms = []
-        for layer, heads in by_layer.items():
-            att = self.special_attention(hidden_states, batch, rows_b, rows_pos, layer, heads, log=True)
-            for h in range(len(heads)):
-                term = attention_bce(att[:n_act, h], gt_act)
-                if n_act < att.size(0):
-                    term = term + attention_bce(att[n_act:, h], gt_tar)
-                terms.append(term)
+        for att in self.seg_attention(hidden_states, batch, tokens, self.config.loss.aml_heads, log=True).values():
+            term = attention_bce(att[:n_act], gt_act)
+            if n_act < att.size(0):
+                term = term + attention_bce(att[n_act:], gt_tar)
+            terms.append(term)
         return torch.stack(terms).mean()

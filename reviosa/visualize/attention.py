@@ -85,8 +85,6 @@ def sample_attention(model, sample: ReviosaSample, heads: Sequence[Sequence[int]
                              output_hidden_states=True, use_cache=False)
         # The loss's own pairing of [SEG_TAR] tokens with expressions, so a map is shown against the GT it trains on.
         tokens = model._seg_tokens(batch)
-        rows_b = torch.cat([tokens.act_b, tokens.tar_b])
-        rows_pos = torch.cat([tokens.act_pos, tokens.tar_pos])
         n_act = tokens.act_b.numel()
         row_role = ["actor"] * n_act + ["target"] * tokens.tar_b.numel()
         row_exp = list(range(n_act)) + tokens.tar_e.tolist()
@@ -99,15 +97,8 @@ def sample_attention(model, sample: ReviosaSample, heads: Sequence[Sequence[int]
         pixel = {role: m[0].bool().cpu().numpy() for role, m in (("actor", batch.actor_masks),
                                                                  ("target", batch.target_masks))}
 
-        by_layer: dict[int, list[int]] = {}
-        for layer, head in pairs:
-            by_layer.setdefault(layer, []).append(head)
-        maps: dict[tuple[int, int], np.ndarray] = {}
-        for layer, layer_heads in by_layer.items():
-            att = model.special_attention(out.hidden_states, batch, rows_b, rows_pos, layer, layer_heads)
-            att = att.float().view(att.size(0), len(layer_heads), t, grid, grid).cpu().numpy()
-            for i, head in enumerate(layer_heads):
-                maps[layer, head] = att[:, i]
+        maps = {key: att.float().view(att.size(0), t, grid, grid).cpu().numpy()
+                for key, att in model.seg_attention(out.hidden_states, batch, tokens, pairs).items()}
     finally:
         model.train(was_training)
     result = []
