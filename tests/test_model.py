@@ -203,6 +203,10 @@ def test_save_then_load_gives_identical_outputs(cfg, model, tmp_path):
     save_pretrained(trained, tmp_path / "ckpt")
     assert {p.name for p in (tmp_path / "ckpt").iterdir()} == {"config.yaml", "reviosa.safetensors",
                                                                "base.safetensors", "tokenizer"}
+    # the same weights saved again give the same bytes: a remade checkpoint can be compared by its hash
+    save_pretrained(trained, tmp_path / "again")
+    for name in ("reviosa.safetensors", "base.safetensors"):
+        assert (tmp_path / "ckpt" / name).read_bytes() == (tmp_path / "again" / name).read_bytes(), name
     torch.manual_seed(99)  # a different random init must be fully overwritten by the checkpoint
     loaded = ReviosaModel.from_pretrained(tmp_path / "ckpt")
     batch = _batch(cfg, trained, seed=5)

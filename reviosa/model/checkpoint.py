@@ -150,7 +150,8 @@ def save_pretrained(model, directory: str | os.PathLike) -> Path:
                 trainable[name] = t.detach().to("cpu").contiguous().clone()
             elif name.startswith(random_prefixes):
                 base[name] = t.detach().to("cpu").contiguous().clone()
-        meta = {"format": "reviosa", "config": CONFIG_FILE}
+        # one metadata key: safetensors writes a map's keys in hash order, so two would make equal saves differ
+        meta = {"format": "pt"}
         save_file(trainable, str(tmp / TRAINABLE_FILE), metadata=meta)
         if base:
             save_file(base, str(tmp / BASE_FILE), metadata=meta)
