@@ -102,8 +102,10 @@ def add_lora(model, cfg: ModelConfig, seg_ids: list[int]):
 
 def preprocess_frames(frames: np.ndarray, size: int) -> torch.Tensor:
     """RGB uint8 (T, H, W, 3) → the MLLM's (T, 3, size, size) tile per frame (bicubic, ImageNet-normalised)."""
-    x = torch.as_tensor(np.asarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
-    x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp_(0, 1)
+    # one frame at a time: a float copy of every full-resolution key frame at once is what a server runs out of
+    x = torch.stack([F.interpolate(torch.as_tensor(f).permute(2, 0, 1)[None].float().div_(255.0), size=(size, size),
+                                   mode="bicubic", align_corners=False, antialias=True)[0]
+                     for f in np.asarray(frames)]).clamp_(0, 1)
     return (x - torch.tensor(_MEAN).view(1, 3, 1, 1)) / torch.tensor(_STD).view(1, 3, 1, 1)
 
 

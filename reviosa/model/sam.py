@@ -109,8 +109,10 @@ def freeze_for_training(sam) -> None:
 
 def preprocess_frames(frames: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
     """RGB uint8 (T, H, W, 3) → ImageNet-normalised float (T, 3, size, size), direct square resize."""
-    x = torch.as_tensor(np.asarray(frames)).permute(0, 3, 1, 2).float().div_(255.0)
-    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    # one frame at a time, so only one full-resolution float copy exists (see the server's memory bound)
+    x = torch.stack([F.interpolate(torch.as_tensor(f).permute(2, 0, 1)[None].float().div_(255.0), size=(size, size),
+                                   mode="bilinear", align_corners=False, antialias=True)[0]
+                     for f in np.asarray(frames)])
     mean = torch.tensor(_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(_STD).view(1, 3, 1, 1)
     return (x - mean) / std
