@@ -182,7 +182,7 @@ def measure_attention(model, batch, heads_spec, threshold: float = 1e-6) -> dict
         out = model.lm.model(input_ids=batch.input_ids, pixel_values=batch.pixel_values,
                              attention_mask=batch.attention_mask, position_ids=batch.position_ids,
                              output_hidden_states=True, use_cache=False)
-        tokens = model._seg_tokens(batch)
+        tokens = model.seg_tokens(batch)
         grid = cfg.mllm.grid
         gt_act = patch_masks(batch.actor_masks, grid, cfg.loss.aml_patch_rule).flatten(2)
         gt_tar = patch_masks(batch.target_masks, grid, cfg.loss.aml_patch_rule).flatten(2)

@@ -126,6 +126,40 @@ def test_mask_only_drops_text_and_aml_from_the_total_but_keeps_every_gradient(cf
     assert model.lm.lm_head.modules_to_save.default.weight.grad.abs().sum() == 0  # only the text loss reaches it
 
 
+@pytest.mark.parametrize("form_weight", [1.0, 8.0])
+def test_text_loss_weights_the_token_that_decides_the_answer_form(cfg, model, form_weight):
+    batch = _batch(cfg, model)
+    saved = model.config
+    model.config = cfg.with_overrides([f"loss.form_weight={form_weight}"])
+    try:
+        with torch.no_grad():
+            got = model(batch).losses["text"]
+            last = model.lm.model(input_ids=batch.input_ids, pixel_values=batch.pixel_values,
+                                  attention_mask=batch.attention_mask, position_ids=batch.position_ids).last_hidden_state
+            logp = torch.log_softmax(model.lm.lm_head(last).float(), -1)
+    finally:
+        model.config = saved
+    # reference: walk every answer token; the one read right after [SEG_ACT] says whether [SEG_TAR] follows
+    act = model.tokenizer.convert_tokens_to_ids(SEG_ACT)
+    total = norm = 0.0
+    decisions = []
+    for b in range(batch.input_ids.shape[0]):
+        ids, labels = batch.input_ids[b].tolist(), batch.labels[b].tolist()
+        for i in range(1, len(ids)):
+            if labels[i] == -100:
+                continue
+            w = form_weight if ids[i - 1] == act else 1.0
+            if ids[i - 1] == act:
+                decisions.append(ids[i])
+            total += w * -float(logp[b, i - 1, labels[i]])
+            norm += w
+    flags = batch.has_target.flatten().tolist()
+    assert len(decisions) == len(flags)
+    # one token tells "and [SEG_TAR]" from the end of a single's answer
+    assert not {d for d, t in zip(decisions, flags) if t} & {d for d, t in zip(decisions, flags) if not t}
+    assert got.item() == pytest.approx(total / norm, rel=1e-5)
+
+
 def test_mismatched_target_flags_are_rejected(cfg, model):
     batch = _batch(cfg, model)
     batch.has_target = torch.tensor([[False, False], [False, False]])

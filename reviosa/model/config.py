@@ -155,6 +155,8 @@ class LossConfig(Config):
     bce_weight: float = 2.0
     dice_weight: float = 0.5
     text_weight: float = 1.0
+    form_weight: float = Field(1.0, gt=0, description="weight, inside the text loss, of the token after [SEG_ACT] "
+                               "that decides whether a [SEG_TAR] follows")
     # AML is switched off one way only, by naming no heads: then no attention is computed at all.
     aml_weight: float = Field(1.0, gt=0, description="weight of the attention-mask loss (to switch AML off, empty "
                               "aml_heads)")

@@ -33,7 +33,7 @@ class ReviosaOutput:
 
 
 @dataclass
-class _SegTokens:
+class SegTokens:
     """Positions of the special tokens and which (sample, expression) each belongs to."""
 
     act_b: torch.Tensor
@@ -127,8 +127,8 @@ class ReviosaModel(nn.Module):
                             attention_mask=batch.attention_mask, position_ids=batch.position_ids,
                             output_hidden_states=bool(self.config.loss.aml_heads), use_cache=False)
         last = out.last_hidden_state
-        losses: dict[str, torch.Tensor] = {"text": self._text_loss(last, batch.labels)}
-        tokens = self._seg_tokens(batch)
+        losses: dict[str, torch.Tensor] = {"text": self.text_loss(last, batch.labels)}
+        tokens = self.seg_tokens(batch)
         b, e = batch.has_target.shape
         t = batch.num_frames
         act_emb = self.projection(last[tokens.act_b, tokens.act_pos])              # (B·E, D), (b, e) order
@@ -176,16 +176,23 @@ class ReviosaModel(nn.Module):
     def _sam_dtype(self) -> torch.dtype:
         return next(self.sam.parameters()).dtype
 
-    def _text_loss(self, last: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def text_loss(self, last: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """LM cross-entropy of the supervised answer tokens, the answer-form decision weighted by ``form_weight``."""
         # Project only supervised positions: full-vocabulary logits for every token would dominate memory.
         target = labels[:, 1:]
         sup = target != -100
         if not sup.any():
             return last.sum() * 0.0
         logits = self.lm.lm_head(last[:, :-1][sup])
-        return F.cross_entropy(logits.float(), target[sup])
+        ce = F.cross_entropy(logits.float(), target[sup], reduction="none")
+        # The token after [SEG_ACT] decides the answer's form (a target or none): one token among ~10 per answer,
+        # it is the one the demo's fine-tuning got wrong (singles answered with [SEG_TAR]).
+        weight = torch.ones_like(ce)
+        weight[(labels[:, :-1] == self.token_ids[SEG_ACT])[sup]] = self.config.loss.form_weight
+        return (weight * ce).sum() / weight.sum()
 
-    def _seg_tokens(self, batch: ReviosaBatch) -> _SegTokens:
+    def seg_tokens(self, batch: ReviosaBatch) -> SegTokens:
+        """Positions of every [SEG_ACT] and [SEG_TAR] in the batch, with the expression each belongs to."""
         ids = batch.input_ids
         b, e = batch.has_target.shape
         act = (ids == self.token_ids[SEG_ACT]).nonzero()
@@ -201,7 +208,7 @@ class ReviosaModel(nn.Module):
         if (tar_e < 0).any() or len(tar) != int(got.sum()) or not torch.equal(got, batch.has_target):
             raise ValueError(f"{SEG_TAR} tokens must follow the {SEG_ACT} of exactly the interaction expressions "
                              f"(has_target={batch.has_target.tolist()})")
-        return _SegTokens(act_b=act[:, 0], act_pos=act[:, 1], tar_b=tar[:, 0], tar_pos=tar[:, 1], tar_e=tar_e)
+        return SegTokens(act_b=act[:, 0], act_pos=act[:, 1], tar_b=tar[:, 0], tar_pos=tar[:, 1], tar_e=tar_e)
 
     def vision_columns(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(B, T·tokens_per_frame) positions of the vision tokens, frame-major."""
@@ -221,7 +228,7 @@ class ReviosaModel(nn.Module):
         logp = torch.gather(logp, 2, cols[:, None, :].expand(-1, logp.size(1), -1))
         return logp if log else logp.exp()
 
-    def seg_attention(self, hidden_states, batch: ReviosaBatch, tokens: _SegTokens, heads, log: bool = False
+    def seg_attention(self, hidden_states, batch: ReviosaBatch, tokens: SegTokens, heads, log: bool = False
                       ) -> dict[tuple[int, int], torch.Tensor]:
         """Per (layer, head), attention (n_act + n_tar, T·g²) of every [SEG_ACT] row, then every [SEG_TAR] row."""
         rows_b = torch.cat([tokens.act_b, tokens.tar_b])
@@ -236,7 +243,7 @@ class ReviosaModel(nn.Module):
                 out[layer, head] = att[:, i]
         return out
 
-    def _aml(self, hidden_states, batch: ReviosaBatch, tokens: _SegTokens) -> torch.Tensor:
+    def _aml(self, hidden_states, batch: ReviosaBatch, tokens: SegTokens) -> torch.Tensor:
         grid = self.config.mllm.grid
         rule = self.config.loss.aml_patch_rule
         gt_act = patch_masks(batch.actor_masks, grid, rule).flatten(2)              # (B, E, T·g²)

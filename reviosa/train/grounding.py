@@ -106,7 +106,7 @@ def seg_states(model, samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor
     last = model.lm.model(input_ids=ids, attention_mask=att, pixel_values=pixels, use_cache=False).last_hidden_state
     states = [last[i, int((ids[i] == model.token_ids[token]).int().argmax())]
               for i, s in enumerate(samples) for token, _ in zip((SEG_ACT, SEG_TAR), s.masks)]
-    return model.projection(torch.stack(states)), model._text_loss(last, labels)
+    return model.projection(torch.stack(states)), model.text_loss(last, labels)
 
 
 def decode(sam, image_size: int, frames: np.ndarray, language: torch.Tensor) -> torch.Tensor:

@@ -84,7 +84,7 @@ def sample_attention(model, sample: ReviosaSample, heads: Sequence[Sequence[int]
                              attention_mask=batch.attention_mask, position_ids=batch.position_ids,
                              output_hidden_states=True, use_cache=False)
         # The loss's own pairing of [SEG_TAR] tokens with expressions, so a map is shown against the GT it trains on.
-        tokens = model._seg_tokens(batch)
+        tokens = model.seg_tokens(batch)
         n_act = tokens.act_b.numel()
         row_role = ["actor"] * n_act + ["target"] * tokens.tar_b.numel()
         row_exp = list(range(n_act)) + tokens.tar_e.tolist()
