@@ -14,9 +14,9 @@ grounding (``reviosa.train.probes.grounding_ceiling``): the warm start's SAM2 (i
 trained on for ``--ceiling-steps``), with each referent prompted by a learned embedding of its true colour, shape or
 all attributes instead of the LLM's token. It bounds what the variants could reach with the language understood
 perfectly; in the default world every object of a video has its own shape, so a shape prompt names one object.
-Measured from the shipped base (40 held-out videos, three seeds): (iv) Actor 0.726 / Target 0.766 / RVOS 0.681
-J&F (actor-target overlap 0.101) against 0.272 / 0.170 / 0.267 for the baseline, with ceilings of 0.77 (shape) and
-0.82 (all attributes): the tiny SAM2's segmentation bounds the table about as much as the grounding does.
+Measured from the shipped base (40 held-out videos, three seeds): (iv) Actor 0.743 / Target 0.758 / RVOS 0.687
+J&F (actor-target overlap 0.100) against 0.272 / 0.170 / 0.267 for the baseline, with ceilings of 0.78 (shape) and
+0.80 (all attributes): the tiny SAM2's segmentation bounds the table about as much as the grounding does.
 
 Why a warm start: ReVIOSa starts from an MLLM and a SAM2 that already ground language and follow prompts. The
 tiny model from random weights never gets there on this data: its decoder learns to ignore the language token
