@@ -47,6 +47,12 @@ def lr_lambda(warmup: int, total: int, floor: float, start: float | None = None)
     return f
 
 
+def one_cycle_adamw(params, lr: float, steps: int):
+    """(AdamW without weight decay, its one-cycle schedule): a 5 % warm-up to ``lr``, then annealed to zero."""
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.05)
+
+
 def adamw(params, cfg: TrainConfig, total_steps: int):
     """AdamW over ``params`` with the config's warm-up + cosine schedule: (optimizer, scheduler)."""
     o = cfg.optim

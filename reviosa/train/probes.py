@@ -25,6 +25,7 @@ from reviosa.model.config import ModelConfig
 from reviosa.model.modeling import ReviosaModel
 from reviosa.model.tokenizer import SEG_ACT, encode_conversation
 from reviosa.train.grounding import AttributePrompts, decode, mask_iou, mask_loss
+from reviosa.train.optim import one_cycle_adamw
 from reviosa.train.validation import score_expression, summarize
 
 #: probe rows: the attributes each prompt names (probe names; ``shape`` is the object's category)
@@ -94,9 +95,8 @@ def train_prompted_decoder(cfg: ModelConfig, train: InterRVOSDataset, prompter: 
         extra = list(table.parameters())
     else:
         prompt, extra = _llm_prompt(cfg, with_frame=prompter == "llm+frame")
-    opt = torch.optim.AdamW([p for p in sam.parameters() if p.requires_grad] + extra, lr=lr, weight_decay=0.0)
     # annealed, as pretraining's decoder stage is: at a constant rate the decoder ends short of what it can reach
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.05)
+    opt, sched = one_cycle_adamw([p for p in sam.parameters() if p.requires_grad] + extra, lr, steps)
 
     def run(frames: np.ndarray, objs: list) -> torch.Tensor:
         return decode(sam, cfg.sam2.image_size, frames, prompt(objs, frames))
