@@ -135,7 +135,8 @@ def test_text_loss_weights_the_token_that_decides_the_answer_form(cfg, model, fo
         with torch.no_grad():
             got = model(batch).losses["text"]
             last = model.lm.model(input_ids=batch.input_ids, pixel_values=batch.pixel_values,
-                                  attention_mask=batch.attention_mask, position_ids=batch.position_ids).last_hidden_state
+                                  attention_mask=batch.attention_mask,
+                                  position_ids=batch.position_ids).last_hidden_state
             logp = torch.log_softmax(model.lm.lm_head(last).float(), -1)
     finally:
         model.config = saved
@@ -148,8 +149,9 @@ def test_text_loss_weights_the_token_that_decides_the_answer_form(cfg, model, fo
         for i in range(1, len(ids)):
             if labels[i] == -100:
                 continue
-            w = form_weight if ids[i - 1] == act else 1.0
+            w = 1.0
             if ids[i - 1] == act:
+                w = form_weight
                 decisions.append(ids[i])
             total += w * -float(logp[b, i - 1, labels[i]])
             norm += w

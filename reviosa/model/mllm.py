@@ -7,14 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from reviosa.model.config import ModelConfig
 from reviosa.model.convert import ensure_hf_internvl
+from reviosa.model.frames import imagenet_frames
 from reviosa.model.tokenizer import IMG_CONTEXT, SEG_TOKENS, add_seg_tokens, build_tiny_tokenizer
 
-_MEAN = (0.485, 0.456, 0.406)
-_STD = (0.229, 0.224, 0.225)
 # LoRA goes on every linear of the language model's decoder layers only (not vision tower, projector, lm_head).
 LORA_TARGETS = r".*language_model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)"
 
@@ -102,11 +100,7 @@ def add_lora(model, cfg: ModelConfig, seg_ids: list[int]):
 
 def preprocess_frames(frames: np.ndarray, size: int) -> torch.Tensor:
     """RGB uint8 (T, H, W, 3) → the MLLM's (T, 3, size, size) tile per frame (bicubic, ImageNet-normalised)."""
-    # one frame at a time: a float copy of every full-resolution key frame at once is what a server runs out of
-    x = torch.stack([F.interpolate(torch.as_tensor(f).permute(2, 0, 1)[None].float().div_(255.0), size=(size, size),
-                                   mode="bicubic", align_corners=False, antialias=True)[0]
-                     for f in np.asarray(frames)]).clamp_(0, 1)
-    return (x - torch.tensor(_MEAN).view(1, 3, 1, 1)) / torch.tensor(_STD).view(1, 3, 1, 1)
+    return imagenet_frames(frames, size, "bicubic")
 
 
 __all__ = ["SEG_TOKENS", "add_lora", "build_mllm", "internvl_config", "preprocess_frames"]

@@ -10,10 +10,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from reviosa.model.config import SAM2Config
-
-_MEAN = (0.485, 0.456, 0.406)
-_STD = (0.229, 0.224, 0.225)
-
+from reviosa.model.frames import imagenet_frames
 
 # Model flags that differ between the releases (configs/sam2/*.yaml vs configs/sam2.1/*.yaml of the sam2 package;
 # every other flag is the same in all eight official configs). The 2.1 flags add the weights no_obj_embed_spatial and
@@ -109,13 +106,7 @@ def freeze_for_training(sam) -> None:
 
 def preprocess_frames(frames: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
     """RGB uint8 (T, H, W, 3) → ImageNet-normalised float (T, 3, size, size), direct square resize."""
-    # one frame at a time, so only one full-resolution float copy exists (see the server's memory bound)
-    x = torch.stack([F.interpolate(torch.as_tensor(f).permute(2, 0, 1)[None].float().div_(255.0), size=(size, size),
-                                   mode="bilinear", align_corners=False, antialias=True)[0]
-                     for f in np.asarray(frames)])
-    mean = torch.tensor(_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return imagenet_frames(frames, size, "bilinear")
 
 
 def frame_features(sam, images: torch.Tensor):
