@@ -27,12 +27,15 @@ def synthetic(tmp_path_factory) -> Path:
     return root
 
 
-def tiny_pretrain(data: Path, out: Path, encoder: int = 0, decoder: int = 2, llm: int = 2, joint: int = 2,
-                  val: bool = False) -> PretrainConfig:
-    return PretrainConfig.from_yaml("tiny", [
-        f"data={data / 'train'}", f"val={data / 'val'}" if val else "val=null", f"out={out}", "batch_size=2",
-        f"stages.encoder.steps={encoder}", f"stages.decoder.steps={decoder}", f"stages.llm.steps={llm}",
-        f"stages.joint.steps={joint}"])
+def tiny_sets(data: Path, out: Path, encoder: int = 0, decoder: int = 2, llm: int = 2, joint: int = 2,
+              val: bool = False) -> list[str]:
+    return [f"data={data / 'train'}", f"val={data / 'val'}" if val else "val=null", f"out={out}", "batch_size=2",
+            f"stages.encoder.steps={encoder}", f"stages.decoder.steps={decoder}", f"stages.llm.steps={llm}",
+            f"stages.joint.steps={joint}"]
+
+
+def tiny_pretrain(*args, **kwargs) -> PretrainConfig:
+    return PretrainConfig.from_yaml("tiny", tiny_sets(*args, **kwargs))
 
 
 def test_pretraining_trains_only_reviosas_parameters_and_records_itself(synthetic, tmp_path):
@@ -71,6 +74,55 @@ def test_pretraining_reuses_its_own_checkpoint_and_refuses_another(synthetic, tm
     pretrain.run(cfg, progress=False)
     assert pretrain.read_record(out)["config"]["stages"]["decoder"]["steps"] == 1
     assert (out / TRAINABLE_FILE).stat().st_mtime_ns != before[TRAINABLE_FILE]
+
+
+def test_a_remade_pretraining_compares_equal_and_a_changed_one_does_not(synthetic, tmp_path):
+    from typer.testing import CliRunner
+
+    from reviosa.cli import app
+
+    steps = {"encoder": 1, "decoder": 1, "llm": 1, "joint": 1, "val": True}
+    first, again = (tiny_pretrain(synthetic, tmp_path / name, **steps) for name in ("first", "again"))
+    pretrain.run(first, progress=False)
+    pretrain.run(again, progress=False)
+    a, b = Path(first.out), Path(again.out)
+    weights = [ReviosaModel.from_pretrained(d).state_dict() for d in (a, b)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])  # the remake is deterministic
+
+    same = pretrain.compare(b, a)
+    assert same["ok"] and same["config"] == "equal"
+    assert set(same["numbers"]) == set(pretrain.HELD_OUT) and all(n["diff"] == 0 for n in same["numbers"].values())
+    assert set(same["files"]) == {str(p.relative_to(a)) for p in a.rglob("*") if p.is_file()} - {pretrain.RECORD_FILE}
+    assert {"reviosa.safetensors", "tokenizer/tokenizer.json"} <= set(same["files"])
+    assert set(same["files"].values()) == {"equal"}
+
+    # the reference moves: one held-out number by 0.05, one byte of its weights
+    record = json.loads((a / pretrain.RECORD_FILE).read_text())
+    record["decoder_iou"] += 0.05
+    (a / pretrain.RECORD_FILE).write_text(json.dumps(record))
+    data = bytearray((a / TRAINABLE_FILE).read_bytes())
+    data[-1] ^= 1
+    (a / TRAINABLE_FILE).write_bytes(bytes(data))
+    moved = pretrain.compare(b, a)
+    assert not moved["ok"] and moved["files"][TRAINABLE_FILE] == "differs"
+    assert moved["numbers"]["decoder_iou"]["diff"] == pytest.approx(-0.05)
+    assert pretrain.compare(b, a, tolerance=0.06)["ok"]  # the hashes are reported, not required
+
+    # the command: remakes (here reuses) the folder, prints the table, exits 1 when they differ
+    args = ["pretrain", "--config", "tiny", "--no-progress"]
+    for item in tiny_sets(synthetic, b, **steps):
+        args += ["--set", item]
+    res = CliRunner().invoke(app, args + ["--compare", str(a)])
+    assert res.exit_code == 1 and "DIFFERENT" in res.output and "decoder_iou" in res.output, res.output
+    res = CliRunner().invoke(app, args + ["--compare", str(a), "--tolerance", "0.06"])
+    assert res.exit_code == 0 and "the same pretraining" in res.output, res.output
+    res = CliRunner().invoke(app, args + ["--compare", str(tmp_path / "nowhere")])
+    assert res.exit_code == 2 and "neither a shipped name" in res.output
+
+    other = tiny_pretrain(synthetic, tmp_path / "other", **{**steps, "joint": 2})
+    pretrain.run(other, progress=False)
+    assert pretrain.compare(other.out, b, tolerance=1.0)["config"] == "differs"
+    assert not pretrain.compare(other.out, b, tolerance=1.0)["ok"]
 
 
 def test_shape_frames_label_every_painted_object_pixel_with_its_shape_and_colour():

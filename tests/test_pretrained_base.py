@@ -50,6 +50,15 @@ def test_the_base_was_made_by_the_recorded_command_and_fits_the_tiny_config():
         assert key in record, key
 
 
+def test_the_shipped_folder_compares_equal_with_its_manifest():
+    from reviosa.train.recipes import pretrain
+
+    result = pretrain.compare(ROOT, NAME)
+    record = json.loads((ROOT / "pretrain.json").read_text())
+    assert result["ok"] and result["config"] == "equal" and set(result["files"].values()) == {"equal"}
+    assert {k: n["made"] for k, n in result["numbers"].items()} == {k: record[k] for k in pretrain.HELD_OUT}
+
+
 def test_the_base_loads_by_name_and_a_changed_file_is_refused(tmp_path, monkeypatch):
     model = ReviosaModel.from_pretrained(NAME)
     assert model.config == ModelConfig.from_yaml("tiny")

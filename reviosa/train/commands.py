@@ -43,10 +43,16 @@ def pretrain(config: str = typer.Option(..., "--config", help="Pretraining confi
              print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit"),
              ship: str | None = typer.Option(None, "--ship", metavar="NAME",
                                              help="Then copy the checkpoint into the package as NAME "
-                                                  "(reviosa-tiny-base), with its hashes, config and this command")
+                                                  "(reviosa-tiny-base), with its hashes, config and this command"),
+             compare: str | None = typer.Option(None, "--compare", metavar="NAME|DIR",
+                                                help="Then compare with a shipped base or a pretraining folder: "
+                                                     "config, held-out numbers, file hashes (exit 1 if they differ)"),
+             tolerance: float = typer.Option(0.0, "--tolerance", min=0.0,
+                                             help="Largest held-out difference --compare accepts")
              ) -> None:
     """Pretrain the tiny model's stand-in for InternVL/SAM2 checkpoints on single synthetic frames."""
     from reviosa.config import ConfigError
+    from reviosa.model.errors import CheckpointError
     from reviosa.train.config import PretrainConfig
     from reviosa.train.recipes.pretrain import run
 
@@ -59,6 +65,16 @@ def pretrain(config: str = typer.Option(..., "--config", help="Pretraining confi
         return
     record = run(cfg, progress=progress)
     typer.echo(json.dumps(record, indent=1))
+    if compare:
+        from reviosa.train.recipes.pretrain import compare as compare_with
+
+        try:
+            result = compare_with(cfg.out, compare, tolerance)
+        except (FileNotFoundError, CheckpointError) as err:
+            raise typer.BadParameter(str(err), param_hint="--compare") from None
+        typer.echo("\n".join(comparison_lines(compare, result)))
+        if not result["ok"]:
+            raise typer.Exit(1)
     if ship:
         from reviosa.model import pretrained
 
@@ -66,3 +82,20 @@ def pretrain(config: str = typer.Option(..., "--config", help="Pretraining confi
             raise typer.BadParameter(f"{ship!r} is not a shipped name {list(pretrained.NAMES)}", param_hint="--ship")
         command = " ".join(["reviosa pretrain --config", config, *(f"--set {s}" for s in set_)])
         typer.echo(f"shipped as {ship}: {pretrained.ship(cfg.out, ship, command, record)}")
+
+
+def comparison_lines(reference: str, result: dict) -> list[str]:
+    """A pretraining comparison (:func:`reviosa.train.recipes.pretrain.compare`) as a table to read."""
+    lines = [f"compared with {reference} (tolerance {result['tolerance']:g}):", f"  config: {result['config']}",
+             f"  {'held-out number':<24}{'made':>9}{'reference':>11}{'diff':>10}"]
+    for key, n in result["numbers"].items():
+        cells = [f"{v:.5f}" if v is not None else "absent" for v in (n["made"], n["reference"])]
+        diff = f"{n['diff']:+.5f}" if n["diff"] is not None else "-"
+        lines.append(f"  {key:<24}{cells[0]:>9}{cells[1]:>11}{diff:>10}")
+    lines += [f"  {rel}: {state}" for rel, state in result["files"].items()]
+    wall = result["wall_s"]
+    if wall["made"] is not None and wall["reference"] is not None:
+        lines.append(f"  wall time: {wall['made']:.0f} s (reference {wall['reference']:.0f} s)")
+    lines.append("the same pretraining" if result["ok"] else "DIFFERENT: another config, or held-out numbers beyond "
+                                                             "the tolerance")
+    return lines

@@ -57,14 +57,15 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _files(root: Path) -> list[str]:
+def files(root: Path) -> list[str]:
+    """The files of a checkpoint folder, relative and sorted, its manifest left out."""
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
 
 
 def verify(name: str) -> None:
     """Refuse a shipped checkpoint whose files differ from its manifest (changed, missing or extra)."""
     root, want = SHIPPED_DIR / name, manifest(name)["sha256"]
-    have = _files(root)
+    have = files(root)
     if sorted(want) != have:
         raise CheckpointError(f"{root}: files {have} differ from the manifest's {sorted(want)}")
     for rel, digest in want.items():
@@ -78,12 +79,11 @@ def ship(src: str | os.PathLike, name: str, command: str, record: dict) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=SHIPPED_DIR, prefix=f".{name}.tmp-"))
     tmp.chmod(0o755)  # mkdtemp makes it private; an installed package is read by everyone
     try:
-        for rel in _files(src):
+        for rel in files(src):
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src / rel, tmp / rel)
-        files = _files(tmp)
         body = {"name": name, "command": command, "record": record,
-                "sha256": {rel: sha256(tmp / rel) for rel in files}}
+                "sha256": {rel: sha256(tmp / rel) for rel in files(tmp)}}
         (tmp / MANIFEST_FILE).write_text(json.dumps(body, indent=1) + "\n")
         replace_dir(tmp, dst)
     finally:

@@ -20,6 +20,8 @@ result ships with the package as ``reviosa-tiny-base`` (:mod:`reviosa.model.pret
 
     reviosa data synth --out synth --split-names train,val --videos 120,40 --frames 8 --size 64x64
     reviosa pretrain --config tiny --set data=synth/train --set val=synth/val --set out=base [--ship reviosa-tiny-base]
+
+and check a remake against the shipped one with ``--compare reviosa-tiny-base`` (:func:`compare`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from reviosa.data.atomic import atomic_write_text
 from reviosa.data.format import InterRVOSDataset
 from reviosa.data.synthetic import SyntheticConfig
 from reviosa.data.synthetic.shapes import COLORS, background, rasterise
+from reviosa.model import pretrained
 from reviosa.model import sam as sam_ops
 from reviosa.model.modeling import ReviosaModel
 from reviosa.train import grounding
@@ -43,6 +46,8 @@ from reviosa.train.config import PretrainConfig
 from reviosa.train.optim import one_cycle_adamw
 
 RECORD_FILE = "pretrain.json"
+#: the held-out numbers a record holds, in stage order
+HELD_OUT = ("encoder_shape_accuracy", "encoder_colour_accuracy", "decoder_iou", "frame_iou", "frame_iou_shuffled")
 
 
 def shape_frames(rng: np.random.Generator, n: int, height: int, width: int, world=None):
@@ -246,6 +251,48 @@ def _identity(cfg: PretrainConfig) -> dict:
 def read_record(out: str | Path) -> dict:
     """What a finished pretraining recorded: its config, wall time, stage 0's shape accuracy, held-out IoU."""
     return json.loads((Path(out) / RECORD_FILE).read_text())
+
+
+def reference(name_or_dir: str | Path) -> tuple[dict, dict[str, str]]:
+    """The record and file hashes of a shipped base (its manifest) or of a finished pretraining folder."""
+    if pretrained.is_shipped(name_or_dir):
+        body = pretrained.manifest(str(name_or_dir))
+        return body["record"], body["sha256"]
+    root = Path(name_or_dir)
+    if not (root / RECORD_FILE).is_file():
+        raise FileNotFoundError(f"{root}: no {RECORD_FILE}; neither a shipped name {list(pretrained.NAMES)} nor a "
+                                "finished pretraining folder")
+    return read_record(root), {rel: pretrained.sha256(root / rel) for rel in pretrained.files(root)}
+
+
+def compare(out: str | Path, name_or_dir: str | Path, tolerance: float = 0.0) -> dict:
+    """How the finished pretraining in ``out`` matches a reference: config, held-out numbers and file hashes.
+
+    ``ok`` needs the same config and every held-out number of the reference within ``tolerance``; file hashes are
+    reported, not required (bit-identical weights need the same torch build and thread count), and the record file
+    is compared by its numbers, since its wall time always differs.
+    """
+    made, made_root = read_record(out), Path(out)
+    want, want_sha = reference(name_or_dir)
+    numbers = {}
+    for key in HELD_OUT:
+        if key in want or key in made:
+            a, b = made.get(key), want.get(key)
+            numbers[key] = {"made": a, "reference": b, "diff": None if a is None or b is None else a - b}
+    files = {}
+    have = set(pretrained.files(made_root)) - {RECORD_FILE}
+    for rel in sorted((set(want_sha) - {RECORD_FILE}) | have):
+        if rel not in have:
+            files[rel] = "missing"
+        elif rel not in want_sha:
+            files[rel] = "extra"
+        else:
+            files[rel] = "equal" if pretrained.sha256(made_root / rel) == want_sha[rel] else "differs"
+    same_config = made["config"] == want["config"]
+    close = all(n["diff"] is not None and abs(n["diff"]) <= tolerance for n in numbers.values())
+    return {"config": "equal" if same_config else "differs", "numbers": numbers, "files": files,
+            "wall_s": {"made": made.get("wall_s"), "reference": want.get("wall_s")}, "tolerance": tolerance,
+            "ok": same_config and close}
 
 
 def run(cfg: PretrainConfig, *, progress: bool = True) -> dict:
