@@ -15,10 +15,10 @@ trained on for ``--ceiling-steps``), with each referent prompted by a learned em
 all attributes instead of the LLM's token. It bounds what the variants could reach with the language understood
 perfectly; in the default world every object of a video has its own shape, so a shape prompt names one object.
 Measured from the shipped base (40 held-out videos, three seeds): (iv) Actor 0.834 / Target 0.850 / RVOS 0.771
-J&F (actor-target overlap 0.083) against 0.272 / 0.170 / 0.267 for the baseline (seed 0: (i) 0.765 / 0.839 / 0.735),
-with ceilings of 0.87 (shape) and 0.89 (all attributes). From the previous base, whose image encoder had half the
-pretraining (shape accuracy 0.838 against 0.924), (iv) reached 0.743 / 0.758 / 0.687 under ceilings of 0.77 and
-0.84: the encoder's shape features were what bounded the table.
+J&F (actor-target overlap 0.083) against 0.272 / 0.170 / 0.267 for the baseline, (i) 0.758 / 0.836 / 0.738, (ii)
+0.759 / 0.835 / 0.743 and (iii) 0.832 / 0.848 / 0.771, with ceilings of 0.87 (shape) and 0.89 (all attributes).
+From the previous base, whose image encoder had half the pretraining (shape accuracy 0.838 against 0.924), (iv)
+reached 0.743 / 0.758 / 0.687 under ceilings of 0.77 and 0.84: the encoder's shape features bounded the table.
 
 Why a warm start: ReVIOSa starts from an MLLM and a SAM2 that already ground language and follow prompts. The
 tiny model from random weights never gets there on this data: its decoder learns to ignore the language token
