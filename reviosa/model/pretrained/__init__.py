@@ -62,14 +62,28 @@ def files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
 
 
+def file_states(root: Path, want: dict[str, str], ignore: frozenset[str] = frozenset()) -> dict[str, str]:
+    """Each file of ``root`` or of ``want`` (relative path -> SHA-256): equal, differs, missing or extra."""
+    have = set(files(root)) - ignore
+    states = {}
+    for rel in sorted((set(want) - ignore) | have):
+        if rel not in have:
+            states[rel] = "missing"
+        elif rel not in want:
+            states[rel] = "extra"
+        else:
+            states[rel] = "equal" if sha256(root / rel) == want[rel] else "differs"
+    return states
+
+
 def verify(name: str) -> None:
     """Refuse a shipped checkpoint whose files differ from its manifest (changed, missing or extra)."""
     root, want = SHIPPED_DIR / name, manifest(name)["sha256"]
-    have = files(root)
-    if sorted(want) != have:
-        raise CheckpointError(f"{root}: files {have} differ from the manifest's {sorted(want)}")
-    for rel, digest in want.items():
-        if sha256(root / rel) != digest:
+    states = file_states(root, want)
+    if {"missing", "extra"} & set(states.values()):
+        raise CheckpointError(f"{root}: files {files(root)} differ from the manifest's {sorted(want)}")
+    for rel, state in states.items():
+        if state == "differs":
             raise CheckpointError(f"{root / rel}: SHA-256 differs from {MANIFEST_FILE}; reinstall the package")
 
 

@@ -262,7 +262,8 @@ def reference(name_or_dir: str | Path) -> tuple[dict, dict[str, str]]:
     if not (root / RECORD_FILE).is_file():
         raise FileNotFoundError(f"{root}: no {RECORD_FILE}; neither a shipped name {list(pretrained.NAMES)} nor a "
                                 "finished pretraining folder")
-    return read_record(root), {rel: pretrained.sha256(root / rel) for rel in pretrained.files(root)}
+    hashed = [rel for rel in pretrained.files(root) if rel != RECORD_FILE]  # compared by its numbers instead
+    return read_record(root), {rel: pretrained.sha256(root / rel) for rel in hashed}
 
 
 def compare(out: str | Path, name_or_dir: str | Path, tolerance: float = 0.0) -> dict:
@@ -279,15 +280,7 @@ def compare(out: str | Path, name_or_dir: str | Path, tolerance: float = 0.0) ->
         if key in want or key in made:
             a, b = made.get(key), want.get(key)
             numbers[key] = {"made": a, "reference": b, "diff": None if a is None or b is None else a - b}
-    files = {}
-    have = set(pretrained.files(made_root)) - {RECORD_FILE}
-    for rel in sorted((set(want_sha) - {RECORD_FILE}) | have):
-        if rel not in have:
-            files[rel] = "missing"
-        elif rel not in want_sha:
-            files[rel] = "extra"
-        else:
-            files[rel] = "equal" if pretrained.sha256(made_root / rel) == want_sha[rel] else "differs"
+    files = pretrained.file_states(made_root, want_sha, ignore=frozenset({RECORD_FILE}))
     same_config = made["config"] == want["config"]
     close = all(n["diff"] is not None and abs(n["diff"]) <= tolerance for n in numbers.values())
     return {"config": "equal" if same_config else "differs", "numbers": numbers, "files": files,
