@@ -82,3 +82,15 @@ def test_scores_are_kept_beside_the_checkpoint_and_redone_when_the_weights_chang
     checkpoint.save_pretrained(model, path)
     ls.score_variant(path, splits, max_videos=1, generated=False)
     assert len(loads) == 1  # new weights are scored anew
+
+
+def test_a_ceilings_only_run_writes_its_tables(tmp_path, monkeypatch):
+    out = tmp_path / "learn"
+    monkeypatch.setattr(sys, "argv", ["learn_synthetic.py", "--out", str(out), "--train-videos", "2", "--val-videos",
+                                      "1", "--frames", "6", "--threads", "1", "--variants", "", "--ceilings", "shape",
+                                      "--ceiling-steps", "2"])
+    ls.main()
+    rows = (out / "results.md").read_text()
+    assert "| baseline (largest moving blobs) |" in rows
+    assert f"| (ceiling) perfect grounding, {ls.CEILING_LABELS['shape']} |" in rows
+    assert "| warm start alone (no video training) |" in rows
