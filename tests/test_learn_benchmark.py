@@ -1,4 +1,4 @@
-"""The learning benchmark's per-kind breakdown and its score cache."""
+"""The learning benchmark: its per-kind breakdown, its score cache and its tables when it runs ceilings only."""
 
 from __future__ import annotations
 
