@@ -340,6 +340,8 @@ def main() -> None:
         results["warm start alone, generated answers"] = alone["generated"]
         kinds["warm start"] = [alone["forced_kinds"]]
     runs: dict[str, dict] = {}
+    # the rows so far, before any variant trains (and all of them when none is asked for)
+    report(args, results, runs, kinds, time.perf_counter() - t0, final=not keys)
     # seed-major: a stopped run already has whole ablations for its first seeds
     for seed in args.seeds:
         for key in keys:
@@ -354,8 +356,6 @@ def main() -> None:
                 results[f"({key}) {VARIANTS[key][0]}, generated answers"] = over_seeds([r["generated"] for r in done])
             report(args, results, runs, kinds, time.perf_counter() - t0,
                    final=(seed, key) == (args.seeds[-1], keys[-1]))
-    if not keys:  # ceilings and the warm start only: nothing above wrote the tables
-        report(args, results, runs, kinds, time.perf_counter() - t0, final=True)
 
 
 def warm_line(args) -> str:
