@@ -14,12 +14,12 @@ grounding (``reviosa.train.probes.grounding_ceiling``): the warm start's SAM2 (i
 trained on for ``--ceiling-steps``), with each referent prompted by a learned embedding of its true colour, shape or
 all attributes instead of the LLM's token. It bounds what the variants could reach with the language understood
 perfectly; in the default world every object of a video has its own shape, so a shape prompt names one object.
-Measured from the shipped base (40 held-out videos, 32000 encoder steps, shape accuracy 0.958): (iv) Actor 0.875 /
-Target 0.847 / RVOS 0.809 J&F (seed 0; actor-target overlap 0.068) against 0.272 / 0.170 / 0.267 for the baseline,
-with ceilings of 0.91 (shape) and 0.91 (all attributes). From the previous base (16000 encoder steps, 0.924), three
-seeds each: (iv) 0.834 / 0.850 / 0.771, (i) 0.758 / 0.836 / 0.738, (ii) 0.759 / 0.835 / 0.743 and (iii) 0.832 /
-0.848 / 0.771, with ceilings of 0.87 and 0.89; from the one before (8000 steps, 0.838), (iv) 0.743 / 0.758 / 0.687
-under ceilings of 0.77 and 0.84: the encoder's shape features bounded the table.
+Measured from the shipped base (40 held-out videos, 32000 encoder steps, shape accuracy 0.958): (iv) Actor 0.880 /
+Target 0.851 / RVOS 0.811 J&F (mean of three seeds; actor-target overlap 0.059) against 0.272 / 0.170 / 0.267 for the
+baseline, with ceilings of 0.91 (shape) and 0.91 (all attributes). From the previous base (16000 encoder steps,
+0.924), three seeds each: (iv) 0.834 / 0.850 / 0.771, (i) 0.758 / 0.836 / 0.738, (ii) 0.759 / 0.835 / 0.743 and (iii)
+0.832 / 0.848 / 0.771, with ceilings of 0.87 and 0.89; from the one before (8000 steps, 0.838), (iv) 0.743 / 0.758 /
+0.687 under ceilings of 0.77 and 0.84: the encoder's shape features bounded the table.
 
 Why a warm start: ReVIOSa starts from an MLLM and a SAM2 that already ground language and follow prompts. The
 tiny model from random weights never gets there on this data: its decoder learns to ignore the language token
