@@ -391,7 +391,7 @@ def kind_table(kinds: dict[str, list[dict]]) -> list[str]:
 
 
 def report(args, results: dict, runs: dict, kinds: dict, total: float, final: bool) -> None:
-    """Write the tables so far (after every variant, so a long run shows progress); print them at the end."""
+    """Write the tables so far (before the variants, then after each, so long runs show progress); print at the end."""
     lines = [f"Tiny ReVIOSa on synthetic videos ({args.train_videos} train / {args.val_videos} held-out, "
              f"{args.frames} frames {args.size}x{args.size}), model {args.model}, SAM2 input "
              f"{args.sam2_image_size or 'as configured'}, {args.steps} steps x batch {args.batch_size} x "
